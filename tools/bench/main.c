@@ -15,6 +15,7 @@ int main(int argc, char **argv)
         {"ring", rtd_bench_ring, "shared-memory rings vs ZeroMQ ipc and memcpy"},
         {"acq", rtd_bench_acq, "io_uring packet/frame ingest vs a plain epoll reader"},
         {"fit", rtd_bench_fit, "SIMD LM fits and the frame pipeline vs scalar"},
+        {"pipeline", rtd_bench_pipeline, "frame pipeline: detection + fits per frame"},
         {"wavelet", rtd_bench_wavelet, "cwt/wct/wct-signif vs bare FFTW"},
     };
     if (argc >= 2)

@@ -8,10 +8,3 @@ int rtd_cmd_fit(int argc, char **argv)
     fprintf(stderr, "rtdaq %s: not built yet\n", argv[0]);
     return RTD_EXIT_FAIL;
 }
-
-int rtd_cmd_fit_frames(int argc, char **argv)
-{
-    fprintf(stderr, "rtdaq %s: not built yet\n", argv[0]);
-    return RTD_EXIT_FAIL;
-}
-

@@ -11,7 +11,7 @@ enum { RTD_EXIT_OK = 0, RTD_EXIT_FAIL = 1, RTD_EXIT_USAGE = 2, RTD_EXIT_UNREACHA
 
 int rtd_cmd_stat(int argc, char **argv);        /* cmd_stat.c: shm/ */
 int rtd_cmd_fit(int argc, char **argv);         /* cmd_fit.c: proc/fit */
-int rtd_cmd_fit_frames(int argc, char **argv);  /* cmd_fit.c: proc/pipeline */
+int rtd_cmd_fit_frames(int argc, char **argv);  /* cmd_fit_frames.c: proc/pipeline */
 int rtd_cmd_wavelet(int argc, char **argv);     /* cmd_wavelet.c: proc/wavelet */
 int rtd_cmd_sim(int argc, char **argv);         /* cmd_sim.c: acq/ simulators */
 int rtd_cmd_replay(int argc, char **argv);      /* cmd_replay.c: acq/ recordings */
