@@ -100,7 +100,7 @@ struct ini_ctx {
 };
 
 /* Sections other programs own are skipped: one file configures every process. */
-static int on_ini(void *user, const char *section, const char *name, const char *value, int line)
+static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
     struct ini_ctx *c = user;
     if (c->rc)
@@ -110,7 +110,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     if (!strcmp(section, "rtdaq") && !find_opt(c->opts, name))
         return 1; /* a global key this program does not use (e.g. ports of another daemon) */
     char where[512];
-    snprintf(where, sizeof where, "%s:%d: [%s]", c->path, line, section);
+    snprintf(where, sizeof where, "%s: [%s]", c->path, section);
     c->rc = add_kv(c->out, c->opts, name, value, where, c->err, c->errcap);
     return c->rc ? 0 : 1;
 }

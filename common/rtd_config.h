@@ -23,7 +23,7 @@
 
 /*
  * section: "acq", "proc", "ctl", "run", "sim". opts: the program's getopt_long
- * table (terminated by a zero entry). On success *argc/*argv point at a new
+ * table (terminated by a zero entry). On success argc and argv point at a new
  * malloc'd vector (freed at exit by the OS; programs call this once) and 0 is
  * returned; on error -EINVAL (or -errno of the file) with a message in err.
  * The returned vector never contains --config.
