@@ -12,6 +12,12 @@
 #include <ini.h>
 
 static int check_only;
+static const char *config_path;
+
+const char *rtd_config_path(void)
+{
+    return config_path;
+}
 
 int rtd_config_check_only(void)
 {
@@ -76,8 +82,7 @@ static int add_kv(struct vec *out, const struct option *opts, const char *name, 
     if (o->has_arg == no_argument) {
         int b = parse_bool(value);
         if (b < 0) {
-            snprintf(err, errcap, "%s: key '%s' wants true or false, not '%s'", where, name,
-                     value);
+            snprintf(err, errcap, "%s: key '%s' wants true or false, not '%s'", where, name, value);
             return -EINVAL;
         }
         return b ? vec_push(out, flag) : 0;
@@ -173,6 +178,7 @@ int rtd_config_argv(const char *section, const struct option *opts, int *argc, c
             return rc;
         }
     }
+    config_path = path && *path ? path : NULL;
     if (path && *path) {
         FILE *f = fopen(path, "r");
         if (!f) {

@@ -31,6 +31,9 @@
 int rtd_config_argv(const char *section, const struct option *opts, int *argc, char ***argv,
                     char *err, size_t errcap);
 
+/* The configuration file used by the last rtd_config_argv() call, or NULL. */
+const char *rtd_config_path(void);
+
 /* True when --check-config was given: validate everything, print "config ok", exit 0. */
 int rtd_config_check_only(void);
 
