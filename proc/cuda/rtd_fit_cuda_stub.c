@@ -32,3 +32,10 @@ int rtd_fit_cuda_batch(const struct rtd_fit_opts *o, size_t n_fits, const float 
 {
     return -ENODEV;
 }
+
+int rtd_fit_cuda_batch_stats(const struct rtd_fit_opts *o, size_t n_fits, const float *data,
+                             const float *init, float *params, int32_t *states, int32_t *iters,
+                             float *chi2, struct rtd_fit_cuda_stats *st)
+{
+    return -ENODEV;
+}
