@@ -1,0 +1,974 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The frame pipeline: detection in float on the analysis window, then every
+ * ROI of the frame in one batched call of the fit library. The detection is
+ * written as plain loops over rows that the compiler vectorises; the few
+ * functions that touch every pixel are cloned for AVX2 and picked at load time
+ * (the build targets baseline x86-64).
+ *
+ * Cost model for a 300x300 frame with 10 ions (see docs/proc.md for figures):
+ * the blur (two separable passes) and the threshold scan touch every pixel;
+ * the background statistics run on a subsample; the fits touch 10 ROIs.
+ */
+#include "rtd_pipeline.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rtd_fit.h"
+#include "rtd_util.h"
+
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define RTD_PIPE_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define RTD_PIPE_CLONES
+#endif
+
+#define PIPE_MAX_RADIUS 32 /* blur kernel half-width cap (px) */
+#define PIPE_MAX_PEAKS  4096
+#define PIPE_HBINS_CAP  4096
+
+struct pipe_peak {
+    float value; /* blurred value at the peak */
+    int x, y;
+};
+
+struct rtd_pipe {
+    struct rtd_pipe_config cfg;
+    int cap_w, cap_h; /* scratch sized for frames up to this */
+    float wx[PIPE_MAX_RADIUS + 1], wy[PIPE_MAX_RADIUS + 1];
+    int rx, ry;  /* blur kernel half-widths */
+    float *pad;  /* one padded row: cap_w + 2*rx */
+    float *hbl;  /* horizontally blurred window, cap_w * cap_h */
+    float *blur; /* blurred window, cap_w * cap_h */
+    float *sample;
+    size_t sample_cap;
+    uint32_t hist[PIPE_HBINS_CAP];
+    struct pipe_peak *peaks;
+    /* Fit batches: up to max_ions ROIs. */
+    float *data, *init, *params, *chi2;
+    int32_t *states, *iters;
+    /* Second batch for shm (vertical profiles) and for de-blending refits. */
+    float *data2, *init2, *params2, *chi2b;
+    int32_t *states2, *iters2;
+    int *map; /* refit index -> ion index */
+};
+
+const char *rtd_pipe_analysis_name(enum rtd_pipe_analysis a)
+{
+    return a == RTD_PIPE_SHM ? "shm" : "static";
+}
+
+int rtd_pipe_analysis_parse(const char *name, enum rtd_pipe_analysis *out)
+{
+    if (!strcmp(name, "static"))
+        *out = RTD_PIPE_STATIC;
+    else if (!strcmp(name, "shm"))
+        *out = RTD_PIPE_SHM;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+/*
+ * The reference pipeline's settings (refdata manifest, frames_300): static
+ * ions blur 2 px, k = 6, peak radius 3, ROI 11x11; oscillating ions blur
+ * 2 px across and 6 px along the motion, radius 3 x 8, ROI 11 wide x 31 high.
+ */
+void rtd_pipe_config_default(struct rtd_pipe_config *c, enum rtd_pipe_analysis analysis)
+{
+    memset(c, 0, sizeof *c);
+    c->analysis = analysis;
+    c->blur_x = 2.0f;
+    c->blur_y = analysis == RTD_PIPE_SHM ? 6.0f : 2.0f;
+    c->k = 6.0f;
+    c->threshold = 0.0f;
+    c->min_excess = 2.0f;
+    c->radius_x = 3;
+    c->radius_y = analysis == RTD_PIPE_SHM ? 8 : 3;
+    c->roi_w = 11;
+    c->roi_h = analysis == RTD_PIPE_SHM ? 31 : 11;
+    c->min_pixels = 4;
+    c->bin = 2;
+    c->subsample = 3;
+    c->sigma_guess = 2.0f;
+    c->dup_dist = 1.5f;
+    c->estimator = 0;
+    c->max_iter = 25;
+    c->deblend = 1;
+    c->max_ions = 256;
+}
+
+int rtd_pipe_config_check(const struct rtd_pipe_config *c, char *err, size_t errcap)
+{
+    const char *why = NULL;
+    if (c->analysis != RTD_PIPE_STATIC && c->analysis != RTD_PIPE_SHM)
+        why = "analysis must be static or shm";
+    else if (c->roi_w < 3 || c->roi_h < 3 || c->roi_w > 64 || c->roi_h > 64)
+        why = "ROI size must be 3..64 px";
+    else if (c->analysis == RTD_PIPE_STATIC && c->roi_w != c->roi_h)
+        why = "static analysis needs a square ROI (GAUSS_2D)";
+    else if (!(c->blur_x >= 0 && c->blur_x <= 12) || !(c->blur_y >= 0 && c->blur_y <= 12))
+        why = "blur sigma must be 0..12 px";
+    else if (c->radius_x < 1 || c->radius_y < 1 || c->radius_x > 64 || c->radius_y > 64)
+        why = "peak radius must be 1..64 px";
+    else if (!(c->k > 0) && !(c->threshold > 0))
+        why = "need k > 0 or an absolute threshold > 0";
+    else if (c->bin != 1 && c->bin != 2)
+        why = "bin must be 1 or 2";
+    else if (c->subsample < 1 || c->subsample > 64)
+        why = "subsample must be 1..64";
+    else if (!(c->sigma_guess > 0.2f))
+        why = "sigma guess must be > 0.2 px";
+    else if (c->max_ions < 1 || c->max_ions > PIPE_MAX_PEAKS)
+        why = "max ions must be 1..4096";
+    else if (c->max_iter < 1 || c->max_iter > 1000)
+        why = "max iterations must be 1..1000";
+    else if (c->estimator != 0 && c->estimator != 1)
+        why = "estimator must be 0 (LSE) or 1 (MLE)";
+    else if (c->min_pixels < 1 || c->min_pixels > 9)
+        why = "min pixels must be 1..9";
+    if (!why)
+        return 0;
+    if (err)
+        snprintf(err, errcap, "%s", why);
+    return -EINVAL;
+}
+
+static int blur_kernel(float sigma, float *w)
+{
+    if (sigma <= 0.0f) {
+        w[0] = 1.0f;
+        return 0;
+    }
+    int r = (int)ceilf(2.5f * sigma);
+    if (r > PIPE_MAX_RADIUS)
+        r = PIPE_MAX_RADIUS;
+    double sum = 0, tmp[PIPE_MAX_RADIUS + 1];
+    for (int k = 0; k <= r; k++) {
+        tmp[k] = exp(-0.5 * (double)k * k / ((double)sigma * (double)sigma));
+        sum += k ? 2 * tmp[k] : tmp[k];
+    }
+    for (int k = 0; k <= r; k++)
+        w[k] = (float)(tmp[k] / sum);
+    return r;
+}
+
+static void pipe_free_scratch(struct rtd_pipe *p)
+{
+    free(p->pad);
+    free(p->hbl);
+    free(p->blur);
+    free(p->sample);
+    p->pad = p->hbl = p->blur = p->sample = NULL;
+}
+
+static int pipe_grow(struct rtd_pipe *p, int w, int h)
+{
+    if (w <= p->cap_w && h <= p->cap_h)
+        return 0;
+    pipe_free_scratch(p);
+    int cw = w > p->cap_w ? w : p->cap_w, ch = h > p->cap_h ? h : p->cap_h;
+    size_t n = (size_t)cw * (size_t)ch;
+    p->pad = malloc(sizeof(float) * ((size_t)cw + 2u * (size_t)p->rx + 16));
+    p->hbl = malloc(sizeof(float) * n);
+    p->blur = malloc(sizeof(float) * n);
+    p->sample_cap = n;
+    p->sample = malloc(sizeof(float) * n);
+    if (!p->pad || !p->hbl || !p->blur || !p->sample) {
+        pipe_free_scratch(p);
+        p->cap_w = p->cap_h = 0;
+        return -ENOMEM;
+    }
+    p->cap_w = cw;
+    p->cap_h = ch;
+    return 0;
+}
+
+int rtd_pipe_create(struct rtd_pipe **out, const struct rtd_pipe_config *cfg, int width, int height)
+{
+    *out = NULL;
+    if (rtd_pipe_config_check(cfg, NULL, 0) < 0 || width < 1 || height < 1)
+        return -EINVAL;
+    struct rtd_pipe *p = calloc(1, sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    p->cfg = *cfg;
+    p->rx = blur_kernel(cfg->blur_x / (float)cfg->bin, p->wx);
+    p->ry = blur_kernel(cfg->blur_y / (float)cfg->bin, p->wy);
+    size_t m = (size_t)cfg->max_ions;
+    size_t npx = (size_t)cfg->roi_w * (size_t)cfg->roi_h;
+    size_t np = 5;
+    p->peaks = malloc(sizeof *p->peaks * PIPE_MAX_PEAKS);
+    p->data = malloc(sizeof(float) * m * npx);
+    p->init = malloc(sizeof(float) * m * np);
+    p->params = malloc(sizeof(float) * m * np);
+    p->chi2 = malloc(sizeof(float) * m);
+    p->states = malloc(sizeof(int32_t) * m);
+    p->iters = malloc(sizeof(int32_t) * m);
+    p->data2 = malloc(sizeof(float) * m * npx);
+    p->init2 = malloc(sizeof(float) * m * np);
+    p->params2 = malloc(sizeof(float) * m * np);
+    p->chi2b = malloc(sizeof(float) * m);
+    p->states2 = malloc(sizeof(int32_t) * m);
+    p->iters2 = malloc(sizeof(int32_t) * m);
+    p->map = malloc(sizeof(int) * m);
+    if (!p->peaks || !p->data || !p->init || !p->params || !p->chi2 || !p->states || !p->iters ||
+        !p->data2 || !p->init2 || !p->params2 || !p->chi2b || !p->states2 || !p->iters2 ||
+        !p->map || pipe_grow(p, width, height) < 0) {
+        rtd_pipe_destroy(p);
+        return -ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+
+void rtd_pipe_destroy(struct rtd_pipe *p)
+{
+    if (!p)
+        return;
+    pipe_free_scratch(p);
+    free(p->peaks);
+    free(p->data);
+    free(p->init);
+    free(p->params);
+    free(p->chi2);
+    free(p->states);
+    free(p->iters);
+    free(p->data2);
+    free(p->init2);
+    free(p->params2);
+    free(p->chi2b);
+    free(p->states2);
+    free(p->iters2);
+    free(p->map);
+    free(p);
+}
+
+/* ---- detection ------------------------------------------------------------ */
+
+/* Load one source row as float (bin 1). */
+RTD_PIPE_CLONES
+static void load_row1(const uint16_t *restrict src, int n, float *restrict dst)
+{
+    for (int i = 0; i < n; i++)
+        dst[i] = (float)src[i];
+}
+
+/* Load one binned row: the sum of 2x2 pixels of two source rows (bin 2), n outputs. */
+/* Reads two u16 pixels at once: the pair sum vectorises, strided u16 loads do not. */
+typedef uint32_t pipe_u32a __attribute__((may_alias, aligned(2)));
+
+RTD_PIPE_CLONES
+static void load_row2(const uint16_t *restrict a, const uint16_t *restrict b, int n,
+                      float *restrict dst)
+{
+    const pipe_u32a *a2 = (const pipe_u32a *)(const void *)a;
+    const pipe_u32a *b2 = (const pipe_u32a *)(const void *)b;
+    for (int i = 0; i < n; i++) {
+        uint32_t u = a2[i], v = b2[i];
+        dst[i] = (float)((u & 0xffffu) + (u >> 16) + (v & 0xffffu) + (v >> 16));
+    }
+}
+
+/*
+ * Horizontal kernel over a row already loaded at pad + r, mirrored at the edges
+ * (scipy's "reflect"): replicating the edge pixel instead gives it half the
+ * kernel's weight, its noise is not averaged down, and false peaks line the border.
+ */
+RTD_PIPE_CLONES
+static void blur_row(float *restrict pad, int n, float *restrict dst, const float *restrict w,
+                     int r)
+{
+    for (int i = 0; i < r; i++) {
+        pad[r - 1 - i] = pad[r + (i < n ? i : n - 1)];
+        pad[r + n + i] = pad[r + n - 1 - (i < n ? i : n - 1)];
+    }
+    const float *c = pad + r;
+    for (int x = 0; x < n; x++)
+        dst[x] = w[0] * c[x];
+    for (int k = 1; k <= r; k++) {
+        const float wk = w[k];
+        for (int x = 0; x < n; x++)
+            dst[x] += wk * (c[x - k] + c[x + k]);
+    }
+}
+
+/* One output row of the vertical kernel; rows[] are the (mirrored) source rows. */
+typedef float pipe_v8f __attribute__((vector_size(32), aligned(4)));
+
+/*
+ * The sum stays in a register across the taps (8 columns at a time, GCC vector
+ * extension: one AVX register in the AVX2 clone, two SSE registers otherwise);
+ * the scalar tail takes the last n % 8 columns.
+ */
+RTD_PIPE_CLONES
+static void blur_col(const float *const *rows, int n, float *restrict dst, const float *restrict w,
+                     int r)
+{
+    const float *c = rows[r];
+    int x = 0;
+    for (; x + 8 <= n; x += 8) {
+        pipe_v8f s = *(const pipe_v8f *)(const void *)(c + x) * w[0];
+        for (int k = 1; k <= r; k++)
+            s += (*(const pipe_v8f *)(const void *)(rows[r - k] + x) +
+                  *(const pipe_v8f *)(const void *)(rows[r + k] + x)) *
+                 w[k];
+        *(pipe_v8f *)(void *)(dst + x) = s;
+    }
+    for (; x < n; x++) {
+        float s = w[0] * c[x];
+        for (int k = 1; k <= r; k++)
+            s += w[k] * (rows[r - k][x] + rows[r + k][x]);
+        dst[x] = s;
+    }
+}
+
+/* Does any of the n values exceed t? Branch-free so that it vectorises. */
+RTD_PIPE_CLONES
+static int any_above(const float *restrict v, int n, float t)
+{
+    int any = 0;
+    for (int i = 0; i < n; i++)
+        any |= v[i] > t;
+    return any;
+}
+
+static void swapf(float *a, float *b)
+{
+    float t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* k-th smallest of v[0..n) (reorders v): Hoare's quickselect with a median-of-three pivot. */
+static float select_kth(float *v, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < v[lo])
+            swapf(&v[mid], &v[lo]);
+        if (v[hi] < v[lo])
+            swapf(&v[hi], &v[lo]);
+        if (v[hi] < v[mid])
+            swapf(&v[hi], &v[mid]);
+        float pivot = v[mid];
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i <= j) {
+                swapf(&v[i], &v[j]);
+                i++;
+                if (j == 0)
+                    break;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return v[k];
+    }
+    return v[k];
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * The k-th smallest of v[0..n) from a histogram of bin width hw starting at lo:
+ * two passes without branches on the data, where a quickselect mispredicts
+ * half its compares. -1 when the answer falls in an end bin (clipped values).
+ */
+#define PIPE_HBINS (PIPE_HBINS_CAP / 4)
+static int hist_kth(const float *v, size_t n, size_t k, float lo, float hw, uint32_t *hist4,
+                    float *out)
+{
+    /* Four interleaved histograms: neighbouring values often share a bin, and
+     * one histogram would serialise on store-to-load forwarding. */
+    memset(hist4, 0, sizeof(uint32_t) * PIPE_HBINS * 4);
+    const float inv = 1.0f / hw, top = (float)(PIPE_HBINS - 1);
+    size_t i = 0;
+    for (; i < n; i++) {
+        float b = (v[i] - lo) * inv;
+        b = b < 0.0f ? 0.0f : (b > top ? top : b);
+        hist4[((size_t)b << 2) | (i & 3)]++;
+    }
+    uint32_t hist[PIPE_HBINS];
+    for (int j = 0; j < PIPE_HBINS; j++)
+        hist[j] = hist4[4 * j] + hist4[4 * j + 1] + hist4[4 * j + 2] + hist4[4 * j + 3];
+    size_t cum = 0;
+    for (int b = 0; b < PIPE_HBINS; b++) {
+        if (cum + hist[b] > k) {
+            if (b == 0 || b == PIPE_HBINS - 1)
+                return -1;
+            /* Interpolate inside the bin as if its values were spread evenly. */
+            *out = lo + hw * ((float)b + ((float)(k - cum) + 0.5f) / (float)hist[b]);
+            return 0;
+        }
+        cum += hist[b];
+    }
+    return -1;
+}
+
+/*
+ * Median and MAD of the blurred window on a subsample (every s-th row and
+ * column). A rough median and MAD from 63 evenly spaced samples set the
+ * histogram's range and resolution (1/16 of the MAD, +-32 MADs); the rare frame whose
+ * values do not fit falls back to quickselect.
+ */
+static void background_stats(struct rtd_pipe *p, int w, int h, float *median, float *mad)
+{
+    const int s = p->cfg.subsample;
+    size_t n = 0;
+    for (int y = s / 2; y < h; y += s) {
+        const float *row = p->blur + (size_t)y * (size_t)w;
+        for (int x = s / 2; x < w; x += s)
+            p->sample[n++] = row[x];
+    }
+    if (n == 0)
+        p->sample[n++] = p->blur[0];
+    float g[63], d[63];
+    size_t m = n < 63 ? n : 63;
+    for (size_t i = 0; i < m; i++)
+        g[i] = p->sample[i * n / m];
+    qsort(g, m, sizeof *g, cmp_float);
+    float g_med = g[m / 2];
+    for (size_t i = 0; i < m; i++)
+        d[i] = fabsf(g[i] - g_med);
+    qsort(d, m, sizeof *d, cmp_float);
+    float g_mad = d[m / 2] > 1e-3f ? d[m / 2] : 1e-3f;
+    float hw = g_mad / 16.0f, med, dev;
+    if (hist_kth(p->sample, n, n / 2, g_med - hw * (PIPE_HBINS / 2), hw, p->hist, &med) < 0)
+        med = select_kth(p->sample, n, n / 2);
+    for (size_t i = 0; i < n; i++)
+        p->sample[i] = fabsf(p->sample[i] - med);
+    if (hist_kth(p->sample, n, n / 2, -hw, hw, p->hist, &dev) < 0)
+        dev = select_kth(p->sample, n, n / 2);
+    *median = med;
+    *mad = dev < 0 ? 0 : dev;
+}
+
+/*
+ * Is (x, y) the maximum of its (2rx+1) x (2ry+1) neighbourhood? Ties go to the
+ * first pixel in raster order so that a flat top gives exactly one peak.
+ */
+static int is_local_max(const float *b, int w, int h, int x, int y, int rx, int ry)
+{
+    const float v = b[(size_t)y * (size_t)w + (size_t)x];
+    int y0 = y - ry < 0 ? 0 : y - ry, y1 = y + ry >= h ? h - 1 : y + ry;
+    int x0 = x - rx < 0 ? 0 : x - rx, x1 = x + rx >= w ? w - 1 : x + rx;
+    for (int yy = y0; yy <= y1; yy++) {
+        const float *row = b + (size_t)yy * (size_t)w;
+        for (int xx = x0; xx <= x1; xx++) {
+            float u = row[xx];
+            if (u > v)
+                return 0;
+            if (u == v && (yy < y || (yy == y && xx < x)))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static int count_above3(const float *b, int w, int h, int x, int y, float t)
+{
+    int n = 0;
+    for (int yy = y - 1; yy <= y + 1; yy++) {
+        if (yy < 0 || yy >= h)
+            continue;
+        for (int xx = x - 1; xx <= x + 1; xx++)
+            if (xx >= 0 && xx < w && b[(size_t)yy * (size_t)w + (size_t)xx] > t)
+                n++;
+    }
+    return n;
+}
+
+static int peak_cmp(const void *a, const void *b)
+{
+    const struct pipe_peak *pa = a, *pb = b;
+    if (pa->value != pb->value)
+        return pa->value < pb->value ? 1 : -1;
+    if (pa->y != pb->y)
+        return pa->y < pb->y ? -1 : 1;
+    return pa->x < pb->x ? -1 : (pa->x > pb->x);
+}
+
+/*
+ * Blur the window, estimate the background, and collect local maxima above
+ * threshold (window coordinates), brightest first. Returns the peak count.
+ */
+static int detect(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int wx0, int wy0, int w,
+                  int h, struct rtd_pipe_frame_stats *st, int *truncated)
+{
+    const struct rtd_pipe_config *c = &p->cfg;
+    const int bin = c->bin;
+    w /= bin;
+    h /= bin;
+    for (int y = 0; y < h; y++) {
+        const uint16_t *src = frame + (size_t)(wy0 + y * bin) * stride + (size_t)wx0;
+        if (bin == 1)
+            load_row1(src, w, p->pad + p->rx);
+        else
+            load_row2(src, src + stride, w, p->pad + p->rx);
+        blur_row(p->pad, w, p->hbl + (size_t)y * (size_t)w, p->wx, p->rx);
+    }
+    const float *rows[2 * PIPE_MAX_RADIUS + 1];
+    for (int y = 0; y < h; y++) {
+        for (int k = -p->ry; k <= p->ry; k++) {
+            int yy = y + k < 0 ? -(y + k) - 1 : (y + k >= h ? 2 * h - 1 - (y + k) : y + k);
+            yy = yy < 0 ? 0 : (yy >= h ? h - 1 : yy);
+            rows[k + p->ry] = p->hbl + (size_t)yy * (size_t)w;
+        }
+        blur_col(rows, w, p->blur + (size_t)y * (size_t)w, p->wy, p->ry);
+    }
+    /* Binned values are sums of bin^2 pixels; thresholds and stats are per pixel. */
+    const float b2 = (float)(bin * bin);
+    float med, mad;
+    background_stats(p, w, h, &med, &mad);
+    float excess = c->threshold > 0 ? c->threshold : c->k * mad / b2;
+    if (!(c->threshold > 0) && excess < c->min_excess)
+        excess = c->min_excess;
+    const float thr = med + excess * b2;
+    st->background = med / b2;
+    st->noise = mad / b2;
+    st->threshold = thr / b2;
+
+    int n = 0;
+    *truncated = 0;
+    enum { CHUNK = 32 };
+    for (int y = 0; y < h; y++) {
+        const float *row = p->blur + (size_t)y * (size_t)w;
+        for (int x0 = 0; x0 < w; x0 += CHUNK) {
+            int len = w - x0 < CHUNK ? w - x0 : CHUNK;
+            if (!any_above(row + x0, len, thr))
+                continue;
+            /* Visit only the pixels above threshold: a bit mask, not a branch per pixel. */
+            uint32_t mask = 0;
+            for (int i = 0; i < len; i++)
+                mask |= (uint32_t)(row[x0 + i] > thr) << i;
+            for (; mask; mask &= mask - 1) {
+                const int x = x0 + __builtin_ctz(mask);
+                /* Most pixels of a spot's flank fail against a direct neighbour. */
+                if ((x > 0 && row[x - 1] > row[x]) || (x + 1 < w && row[x + 1] > row[x]) ||
+                    (y > 0 && row[x - w] > row[x]) || (y + 1 < h && row[x + w] > row[x]))
+                    continue;
+                if (!is_local_max(p->blur, w, h, x, y, (c->radius_x + bin - 1) / bin,
+                                  (c->radius_y + bin - 1) / bin))
+                    continue;
+                if (count_above3(p->blur, w, h, x, y, thr) < c->min_pixels)
+                    continue;
+                if (n == PIPE_MAX_PEAKS) {
+                    *truncated = 1;
+                    continue;
+                }
+                p->peaks[n++] = (struct pipe_peak){row[x], x, y};
+            }
+        }
+    }
+    qsort(p->peaks, (size_t)n, sizeof *p->peaks, peak_cmp);
+    return n;
+}
+
+/* Sub-pixel position of a peak: centroid of the blurred excess in its 3x3. */
+static void peak_centroid(const float *b, int w, int h, int x, int y, float base, float *cx,
+                          float *cy)
+{
+    double sw = 0, sx = 0, sy = 0;
+    for (int yy = y - 1; yy <= y + 1; yy++) {
+        if (yy < 0 || yy >= h)
+            continue;
+        for (int xx = x - 1; xx <= x + 1; xx++) {
+            if (xx < 0 || xx >= w)
+                continue;
+            double v = (double)b[(size_t)yy * (size_t)w + (size_t)xx] - (double)base;
+            if (v <= 0)
+                continue;
+            sw += v;
+            sx += v * xx;
+            sy += v * yy;
+        }
+    }
+    *cx = sw > 0 ? (float)(sx / sw) : (float)x;
+    *cy = sw > 0 ? (float)(sy / sw) : (float)y;
+}
+
+/* ROI origin along one axis: centred on the peak, shifted inside [0, n). */
+static int roi_origin(int peak, int size, int n, int *shifted)
+{
+    int o = peak - size / 2;
+    *shifted = 0;
+    if (o < 0) {
+        o = 0;
+        *shifted = 1;
+    }
+    if (o > n - size) {
+        o = n - size;
+        *shifted = 1;
+    }
+    return o;
+}
+
+/*
+ * A peak in full-pixel frame coordinates: the sub-pixel centroid of the
+ * blurred excess (binned pixel i covers full pixels bin*i .. bin*i+bin-1) and
+ * the nearest pixel, which centres the ROI.
+ */
+static void peak_position(const struct rtd_pipe *p, const struct pipe_peak *pk, int win_w,
+                          int win_h, int wx0, int wy0, float bg, float *fx, float *fy, int *ix,
+                          int *iy)
+{
+    const int bin = p->cfg.bin;
+    float cx, cy;
+    peak_centroid(p->blur, win_w / bin, win_h / bin, pk->x, pk->y, bg * (float)(bin * bin), &cx,
+                  &cy);
+    *fx = (float)bin * cx + 0.5f * (float)(bin - 1) + (float)wx0;
+    *fy = (float)bin * cy + 0.5f * (float)(bin - 1) + (float)wy0;
+    *ix = (int)lrintf(*fx);
+    *iy = (int)lrintf(*fy);
+}
+
+/* ---- fits ----------------------------------------------------------------- */
+
+static int run_fits(const struct rtd_pipe_config *c, int model, int n_points, size_t n,
+                    const float *data, const float *init, float *params, int32_t *states,
+                    int32_t *iters, float *chi2)
+{
+    if (n == 0)
+        return 0;
+    struct rtd_fit_opts o;
+    rtd_fit_opts_default(&o, model, n_points);
+    o.estimator = c->estimator ? RTD_FIT_MLE : RTD_FIT_LSE;
+    o.max_iter = c->max_iter;
+    o.threads = 1;
+    return rtd_fit_batch(&o, n, data, init, params, states, iters, chi2);
+}
+
+/* Plausibility of a fitted spot inside its ROI (px in ROI coordinates). */
+static int fit_outside(double x0, double sigma, double amp, int size)
+{
+    return !(x0 >= -0.5 && x0 <= size - 0.5) || !(sigma > 0.3 && sigma < size) || !(amp > 0);
+}
+
+/*
+ * Static analysis: GAUSS_2D per ROI. Overlapping neighbours are subtracted
+ * with their first-pass parameters and the ROI is fitted again, which removes
+ * most of the pull a close neighbour's tail has on the centre.
+ */
+static int fit_static(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int fw, int fh,
+                      int wx0, int wy0, int win_w, int win_h, int npk, float bg, uint64_t fid,
+                      struct rtd_pipe_ion *ions, struct rtd_pipe_frame_stats *st)
+{
+    const struct rtd_pipe_config *c = &p->cfg;
+    const int S = c->roi_w;
+    const size_t npx = (size_t)S * (size_t)S;
+    /* A Gaussian spot of sigma s blurred by b (and binned) peaks at amp * s^2 / (s^2 + b^2). */
+    const float b2 = (float)(c->bin * c->bin);
+    const float sb2 = c->blur_x * c->blur_x + (b2 - 1.0f) / 12.0f;
+    const float sg2 = c->sigma_guess * c->sigma_guess;
+    const float amp_scale = (sg2 + sb2) / sg2;
+    for (int i = 0; i < npk; i++) {
+        const struct pipe_peak *pk = &p->peaks[i];
+        float fx, fy;
+        int px, py, shx, shy;
+        peak_position(p, pk, win_w, win_h, wx0, wy0, bg, &fx, &fy, &px, &py);
+        int ox = roi_origin(px, S, fw, &shx), oy = roi_origin(py, S, fh, &shy);
+        float *d = p->data + (size_t)i * npx;
+        for (int r = 0; r < S; r++) {
+            const uint16_t *src = frame + (size_t)(oy + r) * stride + (size_t)ox;
+            for (int q = 0; q < S; q++)
+                d[r * S + q] = (float)src[q];
+        }
+        float *in = p->init + (size_t)i * 5;
+        in[0] = (pk->value / b2 - bg) * amp_scale;
+        in[1] = fx - (float)ox;
+        in[2] = fy - (float)oy;
+        in[3] = c->sigma_guess;
+        in[4] = bg;
+        struct rtd_pipe_ion *ion = &ions[i];
+        memset(ion, 0, sizeof *ion);
+        ion->frame = fid;
+        ion->peak_x = px;
+        ion->peak_y = py;
+        ion->roi_x0 = ox;
+        ion->roi_y0 = oy;
+        ion->flags = (shx || shy) ? RTD_ION_EDGE : 0;
+    }
+    int rc = run_fits(c, RTD_FIT_GAUSS_2D, (int)npx, (size_t)npk, p->data, p->init, p->params,
+                      p->states, p->iters, p->chi2);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < npk; i++) {
+        const float *q = p->params + (size_t)i * 5;
+        struct rtd_pipe_ion *ion = &ions[i];
+        ion->amp = q[0];
+        ion->x = (double)q[1] + ion->roi_x0;
+        ion->y = (double)q[2] + ion->roi_y0;
+        ion->sigma = ion->sigma_y = fabs((double)q[3]);
+        ion->offset = q[4];
+        ion->chi2 = p->chi2[i];
+        ion->state = p->states[i];
+        ion->iters = p->iters[i];
+    }
+    /* Overlap: another ion's light reaches into this ROI (centre within S/2 + 2 sigma). */
+    int nre = 0;
+    for (int i = 0; i < npk; i++) {
+        struct rtd_pipe_ion *a = &ions[i];
+        for (int j = 0; j < npk; j++) {
+            if (j == i)
+                continue;
+            const struct rtd_pipe_ion *b = &ions[j];
+            double reach = S / 2.0 + 2.0 * b->sigma;
+            if (fabs(b->x - (a->roi_x0 + S / 2.0 - 0.5)) < reach &&
+                fabs(b->y - (a->roi_y0 + S / 2.0 - 0.5)) < reach &&
+                hypot(b->x - a->x, b->y - a->y) >= (double)c->dup_dist) {
+                a->flags |= RTD_ION_OVERLAP;
+                break;
+            }
+        }
+        if ((a->flags & RTD_ION_OVERLAP) && c->deblend)
+            p->map[nre++] = i;
+    }
+    if (nre > 0) {
+        for (int k = 0; k < nre; k++) {
+            int i = p->map[k];
+            const struct rtd_pipe_ion *a = &ions[i];
+            float *d = p->data2 + (size_t)k * npx;
+            memcpy(d, p->data + (size_t)i * npx, sizeof(float) * npx);
+            for (int j = 0; j < npk; j++) {
+                const struct rtd_pipe_ion *b = &ions[j];
+                if (j == i || !(b->amp > 0) || !(b->sigma > 0.3) || b->sigma > S ||
+                    hypot(b->x - a->x, b->y - a->y) < (double)c->dup_dist)
+                    continue;
+                double inv = -0.5 / (b->sigma * b->sigma);
+                for (int r = 0; r < S; r++) {
+                    double dy = a->roi_y0 + r - b->y;
+                    for (int q = 0; q < S; q++) {
+                        double dx = a->roi_x0 + q - b->x;
+                        d[r * S + q] -= (float)(b->amp * exp((dx * dx + dy * dy) * inv));
+                    }
+                }
+            }
+            memcpy(p->init2 + (size_t)k * 5, p->params + (size_t)i * 5, sizeof(float) * 5);
+        }
+        rc = run_fits(c, RTD_FIT_GAUSS_2D, (int)npx, (size_t)nre, p->data2, p->init2, p->params2,
+                      p->states2, p->iters2, p->chi2b);
+        if (rc < 0)
+            return rc;
+        for (int k = 0; k < nre; k++) {
+            const float *q = p->params2 + (size_t)k * 5;
+            if (p->states2[k] != 0 || fit_outside(q[1], q[3], q[0], S))
+                continue; /* keep the first pass when the refit went astray */
+            struct rtd_pipe_ion *ion = &ions[p->map[k]];
+            ion->amp = q[0];
+            ion->x = (double)q[1] + ion->roi_x0;
+            ion->y = (double)q[2] + ion->roi_y0;
+            ion->sigma = ion->sigma_y = fabs((double)q[3]);
+            ion->offset = q[4];
+            ion->chi2 = p->chi2b[k];
+            ion->state = p->states2[k];
+            ion->iters += p->iters2[k];
+        }
+    }
+    for (int i = 0; i < npk; i++) {
+        struct rtd_pipe_ion *ion = &ions[i];
+        if (fit_outside(ion->x - ion->roi_x0, ion->sigma, ion->amp, S) ||
+            !(ion->y - ion->roi_y0 >= -0.5 && ion->y - ion->roi_y0 <= S - 0.5))
+            ion->flags |= RTD_ION_OUTSIDE;
+    }
+    (void)win_h;
+    return 0;
+}
+
+/*
+ * SHM analysis: profiles of a roi_w x roi_h ROI. The horizontal profile (sum
+ * over rows) gets GAUSS_1D, the vertical (sum over columns) SHM_1D; both
+ * batches go to the fit library in one call each.
+ */
+static int fit_shm(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int fw, int fh,
+                   int wx0, int wy0, int win_w, int win_h, int npk, float bg, uint64_t fid,
+                   struct rtd_pipe_ion *ions, struct rtd_pipe_frame_stats *st)
+{
+    const struct rtd_pipe_config *c = &p->cfg;
+    const int W = c->roi_w, H = c->roi_h;
+    const double sq2pi = 2.5066282746310002;
+    const float b2 = (float)(c->bin * c->bin);
+    for (int i = 0; i < npk; i++) {
+        const struct pipe_peak *pk = &p->peaks[i];
+        float cx, cy;
+        int px, py, shx, shy;
+        peak_position(p, pk, win_w, win_h, wx0, wy0, bg, &cx, &cy, &px, &py);
+        int ox = roi_origin(px, W, fw, &shx), oy = roi_origin(py, H, fh, &shy);
+        float *hp = p->data + (size_t)i * (size_t)W;
+        float *vp = p->data2 + (size_t)i * (size_t)H;
+        for (int q = 0; q < W; q++)
+            hp[q] = 0;
+        for (int r = 0; r < H; r++) {
+            const uint16_t *src = frame + (size_t)(oy + r) * stride + (size_t)ox;
+            float s = 0;
+            for (int q = 0; q < W; q++) {
+                hp[q] += (float)src[q];
+                s += (float)src[q];
+            }
+            vp[r] = s;
+        }
+        /* Profile areas above the background give amplitudes that do not depend on A. */
+        double hoff = (double)bg * H, voff = (double)bg * W, harea = 0, varea = 0, vm = 0, vv = 0;
+        for (int q = 0; q < W; q++)
+            harea += (double)hp[q] - hoff;
+        for (int r = 0; r < H; r++) {
+            double e = (double)vp[r] - voff;
+            if (e > 0) {
+                varea += e;
+                vm += e * r;
+            }
+        }
+        double vmean = varea > 0 ? vm / varea : (double)(cy - (float)oy);
+        for (int r = 0; r < H; r++) {
+            double e = (double)vp[r] - voff;
+            if (e > 0)
+                vv += e * (r - vmean) * (r - vmean);
+        }
+        double var = varea > 0 ? vv / varea : 0;
+        double sg = c->sigma_guess;
+        /* Arcsine motion adds A^2/2 to the variance; never start at A = 0 (flat derivative). */
+        double a2 = 2.0 * (var - sg * sg);
+        double a0 = a2 > 1.0 ? sqrt(a2) : 1.0;
+        if (a0 > H / 2.0)
+            a0 = H / 2.0;
+        float *hi = p->init + (size_t)i * 4;
+        hi[0] =
+            (float)(harea > 0 ? harea / (sq2pi * sg) : (double)((pk->value / b2 - bg) * (float)H));
+        hi[1] = cx - (float)ox;
+        hi[2] = (float)sg;
+        hi[3] = (float)hoff;
+        float *vi = p->init2 + (size_t)i * 5;
+        vi[0] =
+            (float)(varea > 0 ? varea / (sq2pi * sg) : (double)((pk->value / b2 - bg) * (float)W));
+        vi[1] = cy - (float)oy;
+        vi[2] = (float)a0;
+        vi[3] = (float)sg;
+        vi[4] = (float)voff;
+        struct rtd_pipe_ion *ion = &ions[i];
+        memset(ion, 0, sizeof *ion);
+        ion->frame = fid;
+        ion->peak_x = px;
+        ion->peak_y = py;
+        ion->roi_x0 = ox;
+        ion->roi_y0 = oy;
+        ion->flags = (shx || shy) ? RTD_ION_EDGE : 0;
+    }
+    int rc = run_fits(c, RTD_FIT_GAUSS_1D, W, (size_t)npk, p->data, p->init, p->params, p->states,
+                      p->iters, p->chi2);
+    if (rc < 0)
+        return rc;
+    rc = run_fits(c, RTD_FIT_SHM_1D, H, (size_t)npk, p->data2, p->init2, p->params2, p->states2,
+                  p->iters2, p->chi2b);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < npk; i++) {
+        const float *h = p->params + (size_t)i * 4, *v = p->params2 + (size_t)i * 5;
+        struct rtd_pipe_ion *ion = &ions[i];
+        ion->amp = h[0];
+        ion->x = (double)h[1] + ion->roi_x0;
+        ion->sigma = fabs((double)h[2]);
+        ion->offset = h[3];
+        ion->v_amp = v[0];
+        ion->y = (double)v[1] + ion->roi_y0;
+        ion->A = fabs((double)v[2]);
+        ion->sigma_y = fabs((double)v[3]);
+        ion->v_offset = v[4];
+        ion->chi2 = (double)p->chi2[i] + (double)p->chi2b[i];
+        ion->state = p->states[i] ? p->states[i] : p->states2[i];
+        ion->iters = p->iters[i] > p->iters2[i] ? p->iters[i] : p->iters2[i];
+        if (fit_outside(h[1], ion->sigma, h[0], W) || fit_outside(v[1], ion->sigma_y, v[0], H))
+            ion->flags |= RTD_ION_OUTSIDE;
+    }
+    for (int i = 0; i < npk; i++)
+        for (int j = 0; j < npk; j++)
+            if (j != i && fabs(ions[j].x - ions[i].x) < W / 2.0 + 2 * ions[j].sigma &&
+                fabs(ions[j].y - ions[i].y) < H / 2.0 + 2 * ions[j].sigma_y + ions[j].A)
+                ions[i].flags |= RTD_ION_OVERLAP;
+    (void)st;
+    return 0;
+}
+
+int rtd_pipe_process(struct rtd_pipe *p, const uint16_t *frame, int width, int height,
+                     size_t stride, uint64_t frame_id, struct rtd_pipe_ion *ions, int max_ions,
+                     struct rtd_pipe_frame_stats *st_out)
+{
+    struct rtd_pipe_frame_stats st;
+    memset(&st, 0, sizeof st);
+    const uint64_t t0 = rtd_now_ns();
+    const struct rtd_pipe_config *c = &p->cfg;
+    if (width < 1 || height < 1 || stride < (size_t)width || max_ions < 0)
+        return -EINVAL;
+    if (width < c->roi_w || height < c->roi_h)
+        return -EINVAL;
+    int wx0 = c->xstart > 0 ? c->xstart : 0, wy0 = c->ystart > 0 ? c->ystart : 0;
+    int wx1 = c->xfinish > 0 && c->xfinish < width ? c->xfinish : width;
+    int wy1 = c->yfinish > 0 && c->yfinish < height ? c->yfinish : height;
+    if (wx1 - wx0 < 3 || wy1 - wy0 < 3)
+        return -EINVAL;
+    int rc = pipe_grow(p, wx1 - wx0, wy1 - wy0);
+    if (rc < 0)
+        return rc;
+    int truncated;
+    int npk = detect(p, frame, stride, wx0, wy0, wx1 - wx0, wy1 - wy0, &st, &truncated);
+    st.n_peaks = (uint32_t)npk;
+    int lim = max_ions < c->max_ions ? max_ions : c->max_ions;
+    if (npk > lim) {
+        npk = lim;
+        truncated = 1;
+    }
+    st.truncated = (uint32_t)truncated;
+    const uint64_t t1 = rtd_now_ns();
+    if (npk > 0) {
+        if (c->analysis == RTD_PIPE_STATIC)
+            rc = fit_static(p, frame, stride, width, height, wx0, wy0, wx1 - wx0, wy1 - wy0, npk,
+                            st.background, frame_id, ions, &st);
+        else
+            rc = fit_shm(p, frame, stride, width, height, wx0, wy0, wx1 - wx0, wy1 - wy0, npk,
+                         st.background, frame_id, ions, &st);
+        if (rc < 0)
+            return rc;
+    }
+    /* Duplicates: two peaks that fit to the same spot; the brighter peak (earlier) is kept. */
+    int n = 0;
+    for (int i = 0; i < npk; i++) {
+        int dup = 0;
+        for (int j = 0; j < n && !dup; j++)
+            dup = hypot(ions[i].x - ions[j].x, ions[i].y - ions[j].y) < (double)c->dup_dist;
+        if (dup) {
+            st.n_duplicates++;
+            continue;
+        }
+        if (n != i)
+            ions[n] = ions[i];
+        if (ions[n].state == 0)
+            st.n_converged++;
+        else
+            st.n_failed++;
+        n++;
+    }
+    st.n_ions = (uint32_t)n;
+    const uint64_t t2 = rtd_now_ns();
+    st.t_detect_ns = t1 - t0;
+    st.t_fit_ns = t2 - t1;
+    st.t_total_ns = t2 - t0;
+    if (st_out)
+        *st_out = st;
+    return n;
+}
