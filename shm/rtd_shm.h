@@ -28,17 +28,19 @@
 #include "rtd_abi.h"
 
 #define RTD_INSTANCE_DEFAULT "default"
-#define RTD_INSTANCE_MAX 31
-#define RTD_RING_NAME_MAX 47
-#define RTD_MAX_CONSUMERS 16
+#define RTD_INSTANCE_MAX     31
+#define RTD_RING_NAME_MAX    47
+#define RTD_MAX_CONSUMERS    16
 
 /* Instance from the argument, else $RTDAQ_INSTANCE, else "default". */
 const char *rtd_instance_name(const char *arg);
 /* Validate and build "/rtdaq.<instance>.<ring>" into out. 0 or -EINVAL/-ENAMETOOLONG. */
 int rtd_shm_name(char *out, size_t cap, const char *instance, const char *ring);
-/* Call fn for every segment of an instance found in /dev/shm (ring is the part after the instance). */
+/* Call fn for every segment of an instance found in /dev/shm (ring is the part after the instance).
+ */
 int rtd_shm_list(const char *instance, void (*fn)(const char *ring, void *arg), void *arg);
-/* Remove every segment of an instance whose creator is dead (or all with force). Count removed or -errno. */
+/* Remove every segment of an instance whose creator is dead (or all with force). Count removed or
+ * -errno. */
 int rtd_shm_cleanup(const char *instance, int force);
 
 /* ---- rings -------------------------------------------------------------- */
@@ -54,11 +56,11 @@ enum rtd_consumer_policy {
 
 struct rtd_ring_config {
     enum rtd_ring_kind kind;
-    uint32_t slot_payload;   /* frame rings: payload bytes per slot (slot is 4 KiB aligned) */
-    uint32_t slot_count;     /* frame rings: power of two */
-    uint64_t data_bytes;     /* packet rings: bytes of record space, power of two */
+    uint32_t slot_payload; /* frame rings: payload bytes per slot (slot is 4 KiB aligned) */
+    uint32_t slot_count;   /* frame rings: power of two */
+    uint64_t data_bytes;   /* packet rings: bytes of record space, power of two */
     enum rtd_overflow overflow;
-    int mlock;               /* lock the mapping in RAM (warns once if not permitted) */
+    int mlock; /* lock the mapping in RAM (warns once if not permitted) */
 };
 
 struct rtd_ring; /* opaque, process-local handle over one mapped segment */
@@ -72,6 +74,16 @@ int rtd_ring_attach(struct rtd_ring **out, const char *instance, const char *nam
 void rtd_ring_close(struct rtd_ring *r);
 /* The mapped header, for tools that print it (rtdaq stat). */
 const struct rtd_ring_hdr *rtd_ring_header(const struct rtd_ring *r);
+/* Segment bytes a ring of this config takes (0: invalid config). */
+size_t rtd_ring_memsize(const struct rtd_ring_config *cfg);
+/* 1 once the creator closed the ring (end of stream): drain what is published, then stop. */
+int rtd_ring_closed(const struct rtd_ring *r);
+/*
+ * Producer under RTD_OVERFLOW_BLOCK: sleep until a consumer frees space (or a
+ * gating consumer is found dead) or timeout_ns passes. 0 or -ETIMEDOUT. Busy
+ * retrying is faster; this is for idle time (a futex wake costs ~25 us here).
+ */
+int rtd_ring_wait_space(struct rtd_ring *r, uint64_t timeout_ns);
 
 /* ---- frame rings: fixed slots, written and read in place ---------------- */
 
@@ -126,6 +138,12 @@ void rtd_frame_release(struct rtd_consumer *c);
  * released in a batch by rtd_pkt_release() (one cursor store per batch).
  */
 int rtd_pkt_next(struct rtd_consumer *c, const struct rtd_pkt_hdr **rec);
+/*
+ * Monitors only (always 1 for reliable consumers): after reading a record in
+ * place, 1 if it was not overwritten meanwhile; 0: discard what was read (it
+ * counts as lapped). -ENOTCONN from next/peek: this cursor was reaped as dead.
+ */
+int rtd_pkt_valid(struct rtd_consumer *c, const struct rtd_pkt_hdr *rec);
 void rtd_pkt_release(struct rtd_consumer *c);
 
 /* Sleep on the ring's futex until something is published or timeout_ns passes. */
@@ -154,6 +172,9 @@ int rtd_group_take(struct rtd_group *g, struct rtd_frame *f); /* 0 or -EAGAIN */
 void rtd_group_done(struct rtd_group *g, const struct rtd_frame *f);
 int rtd_group_wait(struct rtd_group *g, uint64_t timeout_ns);
 void rtd_group_leave(struct rtd_group *g);
+/* The group's counters: frames of dead members lost / re-offered to survivors. */
+uint64_t rtd_group_lost_dead(const struct rtd_group *g);
+uint64_t rtd_group_adopted(const struct rtd_group *g);
 
 /* ---- counters: one stats segment per process, read lock-free by anyone --- */
 
@@ -184,15 +205,17 @@ struct rtd_stats_view; /* opaque */
 int rtd_stats_open(struct rtd_stats_view **out, const char *instance, const char *process);
 void rtd_stats_view_close(struct rtd_stats_view *v);
 const struct rtd_stats_hdr *rtd_stats_view_header(const struct rtd_stats_view *v);
+/* Consistent copy of the status line (seqlock read). 0 or -EAGAIN (writer kept changing it). */
+int rtd_stats_view_status(const struct rtd_stats_view *v, char *out, size_t cap);
 /* Call fn for each counter: label, kind, value (relaxed snapshot). */
 void rtd_stats_view_foreach(const struct rtd_stats_view *v,
                             void (*fn)(const char *label, enum rtd_counter_kind kind,
                                        uint64_t value, void *arg),
                             void *arg);
-/* Histograms: label, bucket counts (RTD_HIST_BUCKETS; bucket i counts values in [2^i, 2^(i+1)) ns). */
+/* Histograms: label, bucket counts (RTD_HIST_BUCKETS; bucket i counts values in [2^i, 2^(i+1)) ns).
+ */
 void rtd_stats_view_foreach_hist(const struct rtd_stats_view *v,
-                                 void (*fn)(const char *label, const uint64_t *buckets,
-                                            void *arg),
+                                 void (*fn)(const char *label, const uint64_t *buckets, void *arg),
                                  void *arg);
 /* Percentile (0..1) from log2 buckets, interpolated within the bucket; 0 if empty. */
 uint64_t rtd_hist_percentile(const uint64_t *buckets, double q);

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shm/ internals shared by its .c files: the process-local handles, the
+ * segment helpers (create/attach/unmap) and the futex and liveness helpers.
+ * Nothing here is part of the public API.
+ */
+#ifndef RTD_SHM_INTERNAL_H
+#define RTD_SHM_INTERNAL_H
+
+#include "rtd_shm.h"
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define RTD_SHM_NAME_MAX 96
+
+/* A mapped segment. */
+struct rtd_seg {
+    void *base;
+    size_t len;
+    char name[RTD_SHM_NAME_MAX]; /* "/rtdaq.<instance>.<ring>" */
+    bool creator;
+};
+
+/*
+ * Create "name" of len bytes (0660, MAP_POPULATE, optional mlock). An existing
+ * segment whose creator is alive gives -EEXIST; one whose creator is dead is
+ * replaced. The caller initialises the header and stores the state word last.
+ */
+int rtd_seg_create(struct rtd_seg *s, const char *name, size_t len, int lock);
+/*
+ * Map an existing segment, check its identity block against magic and
+ * seg_type: -ENOENT, -EAGAIN (not ready), -EPROTO (magic or major),
+ * -EBADMSG (shorter than it says). writable: PROT_WRITE too.
+ */
+int rtd_seg_attach(struct rtd_seg *s, const char *name, uint64_t magic, uint32_t seg_type,
+                   bool writable);
+/* Unmap, and unlink when we created it. */
+void rtd_seg_close(struct rtd_seg *s);
+/* Fill an identity block (state left at INIT). */
+void rtd_seg_init_hdr(void *base, uint64_t magic, uint32_t seg_type, size_t seg_bytes,
+                      uint32_t hdr_bytes);
+
+/* true if pid is gone or a zombie (its parent has not reaped it yet). */
+bool rtd_pid_dead(pid_t pid);
+
+int rtd_futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t timeout_ns);
+void rtd_futex_wake(_Atomic uint32_t *word);
+
+/* Process-local handle over a mapped ring. */
+struct rtd_ring {
+    struct rtd_seg seg;
+    struct rtd_ring_hdr *hdr;
+    uint8_t *data;              /* packet records or frame payloads */
+    struct rtd_frame_hdr *desc; /* frame descriptors */
+    uint64_t cap;               /* slot_count or data_bytes */
+    uint64_t mask;              /* cap - 1 */
+    /* Producer-private state (the producer is the creator). */
+    uint64_t head;       /* frames: next slot to claim; packets: reserve end (bytes) */
+    uint64_t pub;        /* last value stored into hdr->published */
+    uint64_t cached_min; /* lowest reliable cursor seen at the last scan */
+    uint64_t records;    /* packet records reserved (seq of the next one) */
+    uint64_t pub_records;
+    uint64_t last_liveness_ns; /* rate limit for checking gating consumers' pids */
+    bool prod_init;            /* producer state loaded (lazily for attached producers) */
+    bool was_full;             /* count `full` once per episode, not once per retry */
+};
+
+struct rtd_consumer {
+    struct rtd_ring *ring;
+    struct rtd_consumer_slot *slot;
+    int index;
+    uint32_t policy;
+    uint64_t pos;        /* next position to read */
+    uint64_t pub;        /* cached published position */
+    uint64_t consumed;   /* records read so far (private; published per batch) */
+    uint64_t expect_seq; /* monitor (packets): next record seq expected; UINT64_MAX unknown */
+    uint64_t lapped;     /* private copy of slot->lapped */
+    uint64_t rec_pos;    /* monitor (packets): position of the record last returned */
+    uint32_t refreshes;  /* heartbeat every 256 refreshes of pub */
+    bool holding;        /* frames: a peeked frame not yet released */
+};
+
+/* Claim a consumer slot and register it (see F4); index or -EBUSY. */
+int rtd_consumer_claim_slot(struct rtd_ring *r, uint32_t policy, const char *label, int32_t pid,
+                            int group);
+/* Lowest active reliable cursor (head if none); check_liveness marks dead ones DEAD. */
+uint64_t rtd_ring_min_cursor(struct rtd_ring *r, uint64_t head, bool check_liveness);
+/* Producer side: wake sleeping consumers if any (after a publish). */
+void rtd_ring_wake_consumers(struct rtd_ring *r);
+/* Consumer side: wake the producer if it sleeps waiting for space (after a release). */
+void rtd_ring_wake_producer(struct rtd_ring *r);
+
+/* Bounded string copy that always terminates (labels and names in shared memory). */
+void rtd_strlcpy(char *dst, const char *src, size_t cap);
+
+#endif
