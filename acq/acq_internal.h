@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * State shared by acq's ingest pieces: the io_uring loop (acq.c), the epoll
+ * fallback (acq_epoll.c), the packet parser, frame reassembly and the frame
+ * sources (ingest.c). One thread owns all of it; nothing here is shared
+ * between processes except through the rings and the stats segment.
+ */
+#ifndef RTD_ACQ_INTERNAL_H
+#define RTD_ACQ_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "rtd_acq.h"
+#include "rtd_rec.h"
+#include "rtd_shm.h"
+#include "rtd_synth.h"
+
+enum acq_counter {
+    C_PKT_RX,
+    C_PKT_BYTES,
+    C_PKT_GAPS,
+    C_PKT_REORDER,
+    C_BAD_MAGIC,
+    C_BAD_VERSION,
+    C_BAD_LENGTH,
+    C_OVERSIZE,
+    C_CLIENTS_ACTIVE,
+    C_CLIENTS_ACCEPTED,
+    C_CLIENTS_REJECTED,
+    C_CLIENTS_VANISHED,
+    C_CLIENTS_UNTRACKED,
+    C_FRAMES_RX,
+    C_FRAMES_PARTIAL,
+    C_FRAMES_DROPPED,
+    C_FRAMES_TIMEOUT,
+    C_FRAGS_RX,
+    C_FRAGS_BAD,
+    C_FRAGS_LATE,
+    C_FRAGS_DUP,
+    C_RING_DROPPED,
+    C_RING_FULL_WAITS,
+    C_RING_FRAMES_DROPPED,
+    C_UDP_DGRAMS,
+    C_UDP_TRUNC,
+    C_REC_RECORDS,
+    C_REC_DROPPED,
+    C_REC_BYTES,
+    C_IO_ENOBUFS,
+    C_IO_CQES,
+    C_IO_BATCHES,
+    C_N
+};
+
+struct acq_client {
+    uint32_t id, used;
+    uint64_t next_seq;
+    uint64_t rx, bytes, gaps, reorder;
+    _Atomic uint64_t *c_rx, *c_bytes, *c_gaps, *c_reorder;
+};
+
+/* One TCP connection's reassembly state: a packet split across reads waits in part. */
+struct acq_stream {
+    uint32_t have;
+    uint8_t *part; /* sizeof(struct rtd_wire_pkt) + max_payload bytes */
+    struct acq_client *cl;
+};
+
+struct acq_fasm {
+    int active, skip, have_last;
+    uint64_t frame_id, skip_id, last_id;
+    struct rtd_frame f;
+    uint32_t count, got, frame_bytes, width, height, pixfmt, frag_size;
+    uint64_t ts_real, start_ns;
+    uint64_t *bits;
+    uint32_t bits_words;
+};
+
+struct acq {
+    const struct rtd_acq_config *cfg;
+    volatile sig_atomic_t *stop;
+    struct rtd_ring *pring, *fring;
+    struct rtd_stats *stats;
+    struct rtd_hist *h_pkt, *h_frame;
+    uint64_t cnt[C_N];
+    _Atomic uint64_t *shm_cnt[C_N];
+    _Atomic uint64_t dummy;
+
+    struct acq_client *clients;
+    uint32_t client_mask, n_clients, client_limit;
+
+    int pending_publish;
+    uint64_t now_real, now_mono;
+
+    struct acq_fasm fasm;
+    uint32_t slot_payload;
+    uint64_t frames_out; /* frames the source published (for --frames) */
+    int source_done;
+
+    struct rtd_synth synth;
+    uint64_t synth_next_ns, synth_period_ns, synth_id;
+    struct rtd_rec_reader *replay;
+    uint64_t replay_t0_rec, replay_t0_now;
+    struct rtd_rec_record replay_rec; /* next frame, waiting for its time */
+    int replay_have;
+
+    struct rtd_rec_writer *rec;
+    char rec_path[512];
+};
+
+/* ingest.c */
+int acq_setup(struct acq *a, const struct rtd_acq_config *cfg, volatile sig_atomic_t *stop);
+void acq_teardown(struct acq *a);
+/* Parse n stream bytes of one TCP connection. 0, or -EBADMSG: close this connection. */
+int acq_parse_stream(struct acq *a, struct acq_stream *s, const uint8_t *p, size_t n);
+/* One UDP datagram of packets. */
+void acq_parse_datagram(struct acq *a, const uint8_t *p, size_t n);
+void acq_publish_packets(struct acq *a);
+/* One frame-fragment datagram. */
+void acq_frame_fragment(struct acq *a, const uint8_t *p, size_t n);
+/* Run the synthetic/replay source; returns ns until its next frame (UINT64_MAX: none). */
+uint64_t acq_source_poll(struct acq *a);
+/* Every ~100 ms: counters, timeouts, recorder, liveness. */
+void acq_housekeeping(struct acq *a, int second);
+void acq_stream_init(struct acq *a, struct acq_stream *s);
+void acq_stream_free(struct acq_stream *s);
+int acq_udp_socket(const struct rtd_acq_config *cfg, int port);
+int acq_tcp_listener(const struct rtd_acq_config *cfg);
+
+/* acq_epoll.c */
+int acq_run_epoll(struct acq *a);
+
+#endif
