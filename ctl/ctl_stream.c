@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Topics "fits", "wavelet" and "frames": records of the results rings
+ * ("results.w<k>"), the wavelet rings ("wavelet.w<k>") and decimated frames of
+ * the "frames" ring, forwarded as multipart [topic, JSON header, raw payload]
+ * in the style of detector streams (slsDetector, Dectris): the header says
+ * what the bytes are; the bytes are the record exactly as the producer wrote
+ * it. When a ring closes, disappears or its producer dies, one [topic, JSON]
+ * message with "kind": "end" ends that ring's stream.
+ *
+ * ctl reads every ring as a monitor consumer: it never gates a producer. If
+ * ctl falls behind it is lapped, skips ahead and counts what it missed
+ * ("results.lapped" in stats.ctl, "lapped" in the header of the next record).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl_internal.h"
+#include "rtd_shm.h"
+#include "rtd_util.h"
+
+#define MAX_FOLLOW 32
+#define BUDGET     4096 /* records per ring per poll: keeps the control socket responsive */
+
+struct follow {
+    int used, seen;
+    char name[64];
+    char topic[16];
+    int seq_slot;
+    struct rtd_ring *ring;
+    struct rtd_consumer *cons;
+    uint64_t records, lapped_seen, frames_seen, last_frame_ns;
+};
+
+struct ctl_stream {
+    struct follow f[MAX_FOLLOW];
+    int active;
+    void *buf;
+    size_t buf_cap;
+};
+
+int ctl_stream_init(struct ctl *c)
+{
+    c->stream = calloc(1, sizeof *c->stream);
+    return c->stream ? 0 : -ENOMEM;
+}
+
+int ctl_stream_active(struct ctl *c)
+{
+    return c->stream && c->stream->active;
+}
+
+static int pid_alive(int32_t pid)
+{
+    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+static json_t *header(struct ctl *c, struct follow *f, const char *kind)
+{
+    const char *dot = strchr(f->name, '.');
+    return json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:o, s:I, s:I}", "schema",
+                     !strcmp(f->topic, "frames") ? "rtdaq.frame" : "rtdaq.result", "version",
+                     CTL_SCHEMA_VERSION, "kind", kind, "instance", c->instance, "topic", f->topic,
+                     "ring", f->name, "worker", dot ? json_string(dot + 1) : json_null(), "seq",
+                     (json_int_t)++c->topic_seq[f->seq_slot], "time_ns",
+                     (json_int_t)rtd_realtime_ns());
+}
+
+/* End of one ring's stream, then forget the ring. */
+static void unfollow(struct ctl *c, struct follow *f, const char *reason)
+{
+    json_t *h = header(c, f, "end");
+    json_object_set_new(h, "reason", json_string(reason));
+    json_object_set_new(h, "records", json_integer((json_int_t)f->records));
+    ctl_publish(c, f->topic, h, NULL, 0);
+    json_decref(h);
+    if (f->cons)
+        rtd_consumer_close(f->cons);
+    if (f->ring)
+        rtd_ring_close(f->ring);
+    memset(f, 0, sizeof *f);
+}
+
+void ctl_stream_free(struct ctl *c)
+{
+    if (!c->stream)
+        return;
+    for (int i = 0; i < MAX_FOLLOW; i++)
+        if (c->stream->f[i].used)
+            unfollow(c, &c->stream->f[i], "ctl_shutdown");
+    free(c->stream->buf);
+    free(c->stream);
+    c->stream = NULL;
+}
+
+static const char *topic_for(const char *ring, int *slot)
+{
+    if (!strncmp(ring, "results.", 8)) {
+        *slot = CTL_SEQ_FITS;
+        return "fits";
+    }
+    if (!strncmp(ring, "wavelet.", 8)) {
+        *slot = CTL_SEQ_WAVELET;
+        return "wavelet";
+    }
+    if (!strcmp(ring, "frames")) {
+        *slot = CTL_SEQ_FRAMES;
+        return "frames";
+    }
+    return NULL;
+}
+
+static void on_ring(const char *ring, void *arg)
+{
+    struct ctl *c = arg;
+    struct ctl_stream *s = c->stream;
+    int slot;
+    const char *topic = topic_for(ring, &slot);
+    if (!topic || strlen(ring) >= 64)
+        return;
+    if (slot == CTL_SEQ_FRAMES && !rtd_ctl_param_u64(&c->snap, RTD_P_CTL_FRAMES_EVERY) &&
+        rtd_ctl_param_f64(&c->snap, RTD_P_CTL_FRAMES_MAX_RATE) <= 0)
+        return; /* frames topic off: do not even register a cursor */
+    struct follow *free_f = NULL;
+    for (int i = 0; i < MAX_FOLLOW; i++) {
+        if (s->f[i].used && !strcmp(s->f[i].name, ring)) {
+            s->f[i].seen = 1;
+            return;
+        }
+        if (!s->f[i].used && !free_f)
+            free_f = &s->f[i];
+    }
+    if (!free_f)
+        return;
+    struct rtd_ring *r;
+    if (rtd_ring_attach(&r, c->instance, ring))
+        return;
+    const struct rtd_ring_hdr *h = rtd_ring_header(r);
+    if (atomic_load_explicit(&h->state, memory_order_acquire) != RTD_STATE_READY) {
+        rtd_ring_close(r);
+        return;
+    }
+    struct rtd_consumer *cons;
+    if (rtd_consumer_open(&cons, r, RTD_CONSUMER_MONITOR, "ctl")) {
+        rtd_ring_close(r);
+        return;
+    }
+    free_f->used = free_f->seen = 1;
+    snprintf(free_f->name, sizeof free_f->name, "%s", ring);
+    snprintf(free_f->topic, sizeof free_f->topic, "%s", topic);
+    free_f->seq_slot = slot;
+    free_f->ring = r;
+    free_f->cons = cons;
+}
+
+void ctl_stream_rescan(struct ctl *c)
+{
+    struct ctl_stream *s = c->stream;
+    for (int i = 0; i < MAX_FOLLOW; i++)
+        s->f[i].seen = 0;
+    rtd_shm_list(c->instance, on_ring, c);
+    s->active = 0;
+    int frames_on = rtd_ctl_param_u64(&c->snap, RTD_P_CTL_FRAMES_EVERY) ||
+                    rtd_ctl_param_f64(&c->snap, RTD_P_CTL_FRAMES_MAX_RATE) > 0;
+    for (int i = 0; i < MAX_FOLLOW; i++) {
+        struct follow *f = &s->f[i];
+        if (!f->used)
+            continue;
+        const struct rtd_ring_hdr *h = rtd_ring_header(f->ring);
+        uint32_t st = atomic_load_explicit(&h->state, memory_order_acquire);
+        if (!f->seen)
+            unfollow(c, f, "ring_removed");
+        else if (st == RTD_STATE_CLOSED)
+            unfollow(c, f, "closed");
+        else if (!pid_alive(h->creator_pid))
+            unfollow(c, f, "producer_exited");
+        else if (f->seq_slot == CTL_SEQ_FRAMES && !frames_on)
+            unfollow(c, f, "frames_off");
+        else
+            s->active = 1;
+    }
+}
+
+static void *scratch(struct ctl_stream *s, size_t len)
+{
+    if (len > s->buf_cap) {
+        void *b = realloc(s->buf, len);
+        if (!b)
+            return NULL;
+        s->buf = b;
+        s->buf_cap = len;
+    }
+    return s->buf;
+}
+
+static void note_lapped(struct ctl *c, struct follow *f, json_t *h)
+{
+    uint64_t lap = rtd_consumer_lapped(f->cons);
+    if (lap != f->lapped_seen) {
+        atomic_fetch_add_explicit(c->c_results_lapped, lap - f->lapped_seen, memory_order_relaxed);
+        f->lapped_seen = lap;
+    }
+    json_object_set_new(h, "lapped", json_integer((json_int_t)lap));
+}
+
+static int poll_packets(struct ctl *c, struct follow *f)
+{
+    int sent = 0;
+    const struct rtd_pkt_hdr *rec;
+    for (int k = 0; k < BUDGET && rtd_pkt_next(f->cons, &rec) == 0; k++) {
+        json_t *h = header(c, f, "data");
+        json_object_set_new(h, "record_seq", json_integer((json_int_t)rec->seq));
+        json_object_set_new(h, "record_type", json_integer(rec->type));
+        json_object_set_new(h, "flags", json_integer(rec->flags));
+        json_object_set_new(h, "len", json_integer(rec->len));
+        json_object_set_new(h, "ts_mono_ns", json_integer((json_int_t)rec->ts_mono_ns));
+        note_lapped(c, f, h);
+        ctl_publish(c, f->topic, h, rtd_pkt_payload(rec), rec->len);
+        json_decref(h);
+        atomic_fetch_add_explicit(c->c_results_msgs, 1, memory_order_relaxed);
+        f->records++;
+        sent++;
+    }
+    if (sent)
+        rtd_pkt_release(f->cons);
+    return sent;
+}
+
+static int poll_frames(struct ctl *c, struct follow *f)
+{
+    int sent = 0;
+    uint64_t every = rtd_ctl_param_u64(&c->snap, RTD_P_CTL_FRAMES_EVERY);
+    double max_rate = rtd_ctl_param_f64(&c->snap, RTD_P_CTL_FRAMES_MAX_RATE);
+    int is_results = f->seq_slot != CTL_SEQ_FRAMES;
+    struct rtd_frame fr;
+    for (int k = 0; k < BUDGET && rtd_frame_peek(f->cons, &fr) == 0; k++) {
+        f->frames_seen++;
+        uint64_t now = rtd_now_ns();
+        int want = is_results || ((!every || (f->frames_seen - 1) % every == 0) &&
+                                  (max_rate <= 0 || f->last_frame_ns == 0 ||
+                                   (double)(now - f->last_frame_ns) >= 1e9 / max_rate));
+        if (want) {
+            uint32_t len = fr.hdr->len;
+            uint32_t cap = rtd_ring_header(f->ring)->slot_payload;
+            if (len > cap)
+                len = cap;
+            void *buf = scratch(c->stream, len ? len : 1);
+            struct rtd_frame_hdr hd = *fr.hdr;
+            if (buf)
+                memcpy(buf, fr.data, len);
+            /* The copy counts only if the producer did not reuse the slot meanwhile. */
+            if (buf && rtd_frame_valid(f->cons, &fr)) {
+                json_t *h = header(c, f, "data");
+                json_object_set_new(
+                    h, "frame",
+                    json_pack("{s:I, s:I, s:i, s:i, s:i, s:i, s:i, s:I, s:I}", "frame_id",
+                              (json_int_t)hd.frame_id, "ring_seq", (json_int_t)hd.seq, "width",
+                              (int)hd.width, "height", (int)hd.height, "pixfmt", (int)hd.pixfmt,
+                              "type", (int)hd.type, "flags", (int)hd.flags, "ts_mono_ns",
+                              (json_int_t)hd.ts_mono_ns, "ts_real_ns", (json_int_t)hd.ts_real_ns));
+                json_object_set_new(h, "len", json_integer(len));
+                note_lapped(c, f, h);
+                ctl_publish(c, f->topic, h, buf, len);
+                json_decref(h);
+                atomic_fetch_add_explicit(is_results ? c->c_results_msgs : c->c_frames_msgs, 1,
+                                          memory_order_relaxed);
+                f->records++;
+                f->last_frame_ns = now;
+                sent++;
+            }
+        }
+        rtd_frame_release(f->cons);
+    }
+    return sent;
+}
+
+int ctl_stream_poll(struct ctl *c)
+{
+    struct ctl_stream *s = c->stream;
+    int sent = 0;
+    if (!s->active)
+        return 0;
+    for (int i = 0; i < MAX_FOLLOW; i++) {
+        struct follow *f = &s->f[i];
+        if (!f->used)
+            continue;
+        if (rtd_ring_header(f->ring)->kind == RTD_RING_PACKET)
+            sent += poll_packets(c, f);
+        else
+            sent += poll_frames(c, f);
+        rtd_consumer_heartbeat(f->cons);
+    }
+    return sent;
+}
+
+json_t *ctl_stream_status(struct ctl *c)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < MAX_FOLLOW; i++) {
+        struct follow *f = &c->stream->f[i];
+        if (f->used)
+            json_array_append_new(a, json_pack("{s:s, s:s, s:I, s:I}", "ring", f->name, "topic",
+                                               f->topic, "records", (json_int_t)f->records,
+                                               "lapped", (json_int_t)rtd_consumer_lapped(f->cons)));
+    }
+    return a;
+}

@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control block "ctl.params": one small shared-memory segment
+ * ("/rtdaq.<instance>.ctl.params") through which rtdaq-ctl hands operator
+ * commands and run-time parameters to acq and proc without any socket on
+ * their side. ctl is the only writer of the command and parameter words; acq
+ * (and proc, for its parameters) poll it from their idle path, at most every
+ * few milliseconds, and acknowledge commands in words only they write.
+ *
+ * Byte map (struct rtd_ctlblock_shm, 4096 bytes, every line 64-byte aligned):
+ *
+ *     0  identity    struct rtd_seg_hdr (shm/rtd_abi.h): magic "TDAQCTLB",
+ *                    abi major/minor, size, creator pid, times, state
+ *                    (RTD_STATE_READY written last, release)         ctl
+ *    64  seq         seqlock word: odd while ctl writes              ctl
+ *   128  acq_cmd     seq, command (start/stop), mode, count          ctl
+ *   192  rec_cmd     seq, command (start/stop), path (256 B)         ctl
+ *   512  params      RTD_CTL_PARAM_MAX 64-bit words, index = enum    ctl
+ *  1536  acq_ack     acked seq, state, frames done, pid, time        acq
+ *  1600  rec_ack     acked seq, result (0/-errno), bytes, pid        acq
+ *  1664  proc_ack    params generation seen, pid                     proc
+ *  1728  reserved    up to 4096
+ *
+ * Reading. Everything ctl writes sits behind the seqlock: a reader copies it
+ * with rtd_ctlblock_read() (retries while a write is in progress) and compares
+ * snap.acq_cmd_seq / snap.rec_cmd_seq / snap.generation with what it handled
+ * last. A command is acted on once: acq stores the seq it handled in its
+ * acknowledgement words with rtd_ctlblock_ack_acq()/_rec(), which ctl reports
+ * to operators as "acknowledged".
+ *
+ * Changing this layout: append fields in the reserved area and bump the minor;
+ * anything else bumps the major (attach answers -EPROTO).
+ */
+#ifndef RTD_CTLBLOCK_H
+#define RTD_CTLBLOCK_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rtd_abi.h"
+
+#define RTD_CTLBLOCK_RING    "ctl.params"
+#define RTD_CTLBLOCK_MAGIC   0x424c544351414454ull /* "TDAQCTLB" little-endian */
+#define RTD_SEG_CTLBLOCK     3                     /* rtd_seg_hdr.seg_type */
+#define RTD_CTLBLOCK_MAJOR   1
+#define RTD_CTLBLOCK_MINOR   0
+#define RTD_CTLBLOCK_SIZE    4096u
+#define RTD_CTL_PARAM_MAX    128
+#define RTD_CTL_REC_PATH_MAX 256
+
+/* Acquisition commands and image modes (areaDetector's ImageMode/NumImages). */
+enum rtd_acq_cmd { RTD_ACQ_CMD_NONE = 0, RTD_ACQ_CMD_START = 1, RTD_ACQ_CMD_STOP = 2 };
+enum rtd_acq_mode { RTD_ACQ_SINGLE = 1, RTD_ACQ_MULTIPLE = 2, RTD_ACQ_CONTINUOUS = 3 };
+/* What acq reports in acq_ack.state. */
+enum rtd_acq_state { RTD_ACQ_IDLE = 0, RTD_ACQ_ACQUIRING = 1, RTD_ACQ_ERROR = 2 };
+enum rtd_rec_cmd { RTD_REC_CMD_NONE = 0, RTD_REC_CMD_START = 1, RTD_REC_CMD_STOP = 2 };
+
+/*
+ * Parameters, by index into params[]. Integers are stored as uint64, doubles
+ * as their IEEE-754 bits. The table in rtd_ctlblock.c gives each a name,
+ * owner, type and valid range; "owner" is the process that applies it.
+ */
+enum rtd_ctl_param {
+    RTD_P_ACQ_FRAME_RATE_LIMIT = 0, /* frames/s accepted into the ring, 0 = unlimited */
+    RTD_P_ACQ_PACKET_RATE_LIMIT,    /* packets/s accepted, 0 = unlimited */
+    RTD_P_ACQ_ROI_X,                /* ROI in pixels; width/height 0 = whole frame */
+    RTD_P_ACQ_ROI_Y,
+    RTD_P_ACQ_ROI_WIDTH,
+    RTD_P_ACQ_ROI_HEIGHT,
+    RTD_P_PROC_THRESHOLD,      /* double: ion detection threshold, ADU above background */
+    RTD_P_PROC_MAX_ITER,       /* Levenberg-Marquardt iteration cap */
+    RTD_P_PROC_MIN_SNR,        /* double: fits below this SNR are flagged, not published */
+    RTD_P_CTL_INTERVAL_MS,     /* stats publish interval */
+    RTD_P_CTL_FRAMES_EVERY,    /* publish every n-th frame on "frames", 0 = off */
+    RTD_P_CTL_FRAMES_MAX_RATE, /* double: at most this many frames/s on "frames", 0 = no cap */
+    RTD_P_COUNT
+};
+
+enum rtd_ctl_ptype { RTD_PT_U64 = 1, RTD_PT_F64 = 2 };
+
+struct rtd_ctl_param_desc {
+    const char *name;  /* dotted, e.g. "acq.roi.x" */
+    const char *owner; /* "acq", "proc" or "ctl": who applies it */
+    enum rtd_ctl_ptype type;
+    double min, max; /* inclusive range */
+    double def;      /* value at creation */
+    const char *unit;
+    const char *help;
+};
+
+struct rtd_ctlblock_shm {
+    /* Identity; id.state = RTD_STATE_READY last, release (C1); attach loads it with acquire. */
+    alignas(64) struct rtd_seg_hdr id;
+
+    alignas(64) _Atomic uint64_t seq; /* seqlock: W1 odd before writing, W2 even after */
+    _Atomic uint64_t generation;      /* bumped by every write of params */
+
+    alignas(64) _Atomic uint64_t acq_cmd_seq; /* bumped with each new command */
+    _Atomic uint32_t acq_cmd;                 /* enum rtd_acq_cmd */
+    _Atomic uint32_t acq_mode;                /* enum rtd_acq_mode */
+    _Atomic uint64_t acq_count;               /* frames for single (1) / multiple (N) */
+
+    alignas(64) _Atomic uint64_t rec_cmd_seq;
+    _Atomic uint32_t rec_cmd; /* enum rtd_rec_cmd */
+    uint32_t reserved1;
+    _Atomic uint64_t rec_path[RTD_CTL_REC_PATH_MAX / 8]; /* NUL-terminated path, in words */
+
+    alignas(64) _Atomic uint64_t params[RTD_CTL_PARAM_MAX];
+
+    /* Written by acq only. */
+    alignas(64) _Atomic uint64_t acq_ack_seq;
+    _Atomic uint32_t acq_state; /* enum rtd_acq_state */
+    _Atomic uint32_t acq_pid;
+    _Atomic uint64_t acq_frames_done; /* frames acquired since the last start */
+    _Atomic uint64_t acq_ack_time_ns; /* CLOCK_REALTIME of the last acknowledgement */
+
+    alignas(64) _Atomic uint64_t rec_ack_seq;
+    _Atomic int32_t rec_result; /* 0 or -errno of the last record command */
+    _Atomic uint32_t rec_active;
+    _Atomic uint64_t rec_bytes;
+
+    /* Written by proc only. */
+    alignas(64) _Atomic uint64_t proc_generation_seen;
+    _Atomic uint32_t proc_pid;
+
+    alignas(64) uint8_t reserved[RTD_CTLBLOCK_SIZE - 1728];
+};
+
+_Static_assert(sizeof(struct rtd_ctlblock_shm) == RTD_CTLBLOCK_SIZE, "control block is 4 KiB");
+_Static_assert(offsetof(struct rtd_ctlblock_shm, seq) == 64, "seq offset");
+_Static_assert(offsetof(struct rtd_ctlblock_shm, acq_cmd_seq) == 128, "acq_cmd offset");
+_Static_assert(offsetof(struct rtd_ctlblock_shm, rec_cmd_seq) == 192, "rec_cmd offset");
+_Static_assert(offsetof(struct rtd_ctlblock_shm, params) == 512, "params offset");
+_Static_assert(offsetof(struct rtd_ctlblock_shm, acq_ack_seq) == 1536, "acq_ack offset");
+_Static_assert(offsetof(struct rtd_ctlblock_shm, rec_ack_seq) == 1600, "rec_ack offset");
+_Static_assert(offsetof(struct rtd_ctlblock_shm, proc_generation_seen) == 1664, "proc_ack offset");
+
+/* A consistent copy of everything ctl writes. */
+struct rtd_ctl_snapshot {
+    uint64_t generation;
+    uint64_t acq_cmd_seq;
+    uint32_t acq_cmd, acq_mode;
+    uint64_t acq_count;
+    uint64_t rec_cmd_seq;
+    uint32_t rec_cmd;
+    char rec_path[RTD_CTL_REC_PATH_MAX];
+    uint64_t params[RTD_P_COUNT];
+};
+
+struct rtd_ctlblock; /* process-local handle */
+
+/* ctl: create (replacing a stale block whose creator is dead; -EEXIST if it lives). */
+int rtd_ctlblock_create(struct rtd_ctlblock **out, const char *instance);
+/* acq/proc: map an existing block read-write. -ENOENT, -EAGAIN (not ready), -EPROTO. */
+int rtd_ctlblock_attach(struct rtd_ctlblock **out, const char *instance);
+/* Unmap; the creator also unlinks. */
+void rtd_ctlblock_close(struct rtd_ctlblock *b);
+/* The mapped block (for acknowledgement words and tools). */
+struct rtd_ctlblock_shm *rtd_ctlblock_shm(struct rtd_ctlblock *b);
+
+/* Readers: consistent snapshot (spins while ctl writes; writes take nanoseconds). */
+void rtd_ctlblock_read(const struct rtd_ctlblock *b, struct rtd_ctl_snapshot *out);
+/* Cheap change check: compare with the generation of your last snapshot. */
+uint64_t rtd_ctlblock_generation(const struct rtd_ctlblock *b);
+/* Typed access into a snapshot. */
+uint64_t rtd_ctl_param_u64(const struct rtd_ctl_snapshot *s, enum rtd_ctl_param p);
+double rtd_ctl_param_f64(const struct rtd_ctl_snapshot *s, enum rtd_ctl_param p);
+
+/* Writer (ctl, one thread): apply a modified snapshot under the seqlock. */
+void rtd_ctlblock_write(struct rtd_ctlblock *b, const struct rtd_ctl_snapshot *s);
+
+/* acq: acknowledge a handled acquisition / record command. */
+void rtd_ctlblock_ack_acq(struct rtd_ctlblock *b, uint64_t seq, enum rtd_acq_state state,
+                          uint64_t frames_done);
+void rtd_ctlblock_ack_rec(struct rtd_ctlblock *b, uint64_t seq, int result, int active,
+                          uint64_t bytes);
+/* proc: the parameter generation it applied. */
+void rtd_ctlblock_ack_proc(struct rtd_ctlblock *b, uint64_t generation);
+
+/* Parameter table. */
+const struct rtd_ctl_param_desc *rtd_ctl_param_desc(enum rtd_ctl_param p);
+/* Index by name, or -ENOENT. */
+int rtd_ctl_param_find(const char *name);
+/* Range- and type-check a value for p; 0 or -ERANGE / -EINVAL (non-integer for a U64). */
+int rtd_ctl_param_check(enum rtd_ctl_param p, double v);
+/* Store v into a snapshot (after rtd_ctl_param_check). */
+void rtd_ctl_param_store(struct rtd_ctl_snapshot *s, enum rtd_ctl_param p, double v);
+double rtd_ctl_param_get(const struct rtd_ctl_snapshot *s, enum rtd_ctl_param p);
+
+const char *rtd_acq_mode_name(uint32_t mode);
+const char *rtd_acq_state_name(uint32_t state);
+
+#endif
