@@ -1,11 +1,770 @@
 /* SPDX-License-Identifier: MIT */
-/* Placeholder until this command lands. */
+/*
+ * `rtdaq run`: the one-command system. Starts rtdaq-acq (synthetic camera at
+ * 10 kHz), rtdaq-proc (fit workers, optionally streaming wavelets), rtdaq-ctl
+ * (ZeroMQ) and the built-in packet simulator as separate processes, supervises
+ * them (a process that dies unexpectedly is restarted with back-off), prints a
+ * live one-line summary every second from the stats segments, and on Ctrl-C,
+ * SIGTERM or --duration stops everything in reverse order and prints a final
+ * report.
+ *
+ * Readiness and liveness use the systemd notification protocol itself: the
+ * launcher binds an abstract AF_UNIX datagram socket and hands it to the
+ * children as $NOTIFY_SOCKET, so the same sd_notify() calls that systemd sees
+ * in a deployment tell the launcher READY=1, STATUS= and WATCHDOG=1 here. A
+ * child that stops pinging its watchdog is killed and restarted.
+ */
 #include "rtdaq_cli.h"
+
+#include "rtd_config.h"
+#include "rtd_shm.h"
+#include "rtd_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum { CH_ACQ, CH_PROC, CH_CTL, CH_SIM, CH_N };
+
+struct child {
+    const char *name; /* acq, proc, ctl, sim */
+    char path[PATH_MAX];
+    char *argv[64];
+    int argc;
+    pid_t pid;
+    int enabled;
+    int ready;
+    int restarts;
+    int essential; /* restart when it dies; sim is allowed to finish */
+    uint64_t started_ns, last_ping_ns, restart_at_ns;
+};
+
+struct run_opts {
+    const char *config;
+    const char *instance;
+    double duration;
+    const char *workers;
+    double rate;
+    int ions;
+    int sim_clients;
+    double sim_rate;
+    int sim_batch;
+    int no_sim;
+    int packet_port, frame_port;
+    const char *pub, *ctl;
+    const char *record;
+    const char *mode;
+    int json, quiet;
+    int watchdog_s;
+};
+
+static atomic_int run_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    atomic_store_explicit(&run_stop, 1, memory_order_relaxed);
+}
+
+/*
+ * Find a sibling program: next to this binary when installed (bin/), or in the
+ * build tree's folder for it (tools/../acq/rtdaq-acq), else on $PATH.
+ */
+static int find_program(const char *name, const char *subdir, char *out, size_t cap)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = 0;
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            *slash = 0;
+            int len = snprintf(out, cap, "%s/%s", self, name);
+            if (len > 0 && (size_t)len < cap && access(out, X_OK) == 0)
+                return 0;
+            len = snprintf(out, cap, "%s/../%s/%s", self, subdir, name);
+            if (len > 0 && (size_t)len < cap && access(out, X_OK) == 0)
+                return 0;
+        }
+    }
+    const char *path = getenv("PATH");
+    if (path) {
+        char buf[4096];
+        snprintf(buf, sizeof buf, "%s", path);
+        for (char *save, *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+            int len = snprintf(out, cap, "%s/%s", d, name);
+            if (len > 0 && (size_t)len < cap && access(out, X_OK) == 0)
+                return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+static void child_arg(struct child *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void child_arg(struct child *c, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (c->argc < (int)(sizeof c->argv / sizeof c->argv[0]) - 1) {
+        c->argv[c->argc++] = strdup(buf);
+        c->argv[c->argc] = NULL;
+    }
+}
+
+static int notify_fd = -1;
+static char notify_name[108];
+
+/* Abstract-namespace socket: nothing to clean up in the file system if we die. */
+static int notify_open(void)
+{
+    notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (notify_fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(notify_fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(notify_name, sizeof notify_name, "@rtdaq-run-%d", (int)getpid());
+    size_t len = strlen(notify_name);
+    memcpy(sa.sun_path, notify_name, len);
+    sa.sun_path[0] = 0;
+    if (bind(notify_fd, (struct sockaddr *)&sa,
+             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) != 0)
+        return -errno;
+    return 0;
+}
+
+static int child_start(struct child *c, const struct run_opts *o)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        /* The launcher owns Ctrl-C: children stop when it tells them, in order. */
+        signal(SIGINT, SIG_IGN);
+        setenv("NOTIFY_SOCKET", notify_name, 1);
+        char buf[32];
+        snprintf(buf, sizeof buf, "%d", (int)getpid());
+        setenv("WATCHDOG_PID", buf, 1);
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)o->watchdog_s * 1000000ull);
+        setenv("WATCHDOG_USEC", buf, 1);
+        execv(c->path, c->argv);
+        fprintf(stderr, "rtdaq run: exec %s: %s\n", c->path, strerror(errno));
+        _exit(127);
+    }
+    c->pid = pid;
+    c->ready = 0;
+    c->started_ns = c->last_ping_ns = rtd_now_ns();
+    return 0;
+}
+
+static struct child *child_by_pid(struct child *ch, pid_t pid)
+{
+    for (int i = 0; i < CH_N; i++)
+        if (ch[i].enabled && ch[i].pid == pid)
+            return &ch[i];
+    return NULL;
+}
+
+/* Drain sd_notify datagrams; the sender is identified by SCM_CREDENTIALS. */
+static void notify_poll(struct child *ch, int quiet)
+{
+    for (;;) {
+        char buf[1024];
+        union {
+            struct cmsghdr h;
+            char b[CMSG_SPACE(sizeof(struct ucred))];
+        } cm;
+        struct iovec iov = {buf, sizeof buf - 1};
+        struct msghdr mh = {
+            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cm, .msg_controllen = sizeof cm};
+        ssize_t n = recvmsg(notify_fd, &mh, MSG_DONTWAIT);
+        if (n <= 0)
+            return;
+        buf[n] = 0;
+        pid_t pid = 0;
+        for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h))
+            if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_CREDENTIALS) {
+                struct ucred uc;
+                memcpy(&uc, CMSG_DATA(h), sizeof uc);
+                pid = uc.pid;
+            }
+        struct child *c = child_by_pid(ch, pid);
+        if (!c)
+            continue;
+        c->last_ping_ns = rtd_now_ns();
+        if (strstr(buf, "READY=1") && !c->ready) {
+            c->ready = 1;
+            if (!quiet)
+                fprintf(stderr, "rtdaq run: %s ready (pid %d)\n", c->name, (int)c->pid);
+        }
+    }
+}
+
+/* Wait until a child said READY=1, or died, or timeout. */
+static int wait_ready(struct child *ch, struct child *c, double timeout_s, int quiet)
+{
+    uint64_t end = rtd_now_ns() + (uint64_t)(timeout_s * 1e9);
+    while (!c->ready && rtd_now_ns() < end && !atomic_load(&run_stop)) {
+        notify_poll(ch, quiet);
+        int st;
+        if (waitpid(c->pid, &st, WNOHANG) == c->pid) {
+            c->pid = 0;
+            return -ECHILD;
+        }
+        usleep(10000);
+    }
+    return c->ready ? 0 : -ETIMEDOUT;
+}
+
+/* ---- the live summary, read straight from the stats segments ------------- */
+
+struct snapshot {
+    uint64_t frames, packets, fits, processed, dropped, lost;
+    uint64_t lat_buckets[RTD_HIST_BUCKETS];
+    int procs;
+};
+
+static int has_suffix(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+struct snap_ctx {
+    struct snapshot *s;
+    const char *process;
+};
+
+static void snap_counter(const char *label, enum rtd_counter_kind kind, uint64_t v, void *arg)
+{
+    struct snap_ctx *c = arg;
+    if (kind != RTD_COUNTER)
+        return;
+    int acq = !strcmp(c->process, "acq");
+    int proc = !strncmp(c->process, "proc", 4);
+    if (acq && !strcmp(label, "frames.rx"))
+        c->s->frames += v;
+    if (acq && !strcmp(label, "packets.rx"))
+        c->s->packets += v;
+    if (proc && (!strcmp(label, "fits.converged") || !strcmp(label, "fits.failed")))
+        c->s->fits += v;
+    if (proc && !strcmp(label, "frames.processed"))
+        c->s->processed += v;
+    /* Per-client and per-consumer counters repeat the totals: count top-level ones only. */
+    if (strncmp(label, "client.", 7) &&
+        (has_suffix(label, ".dropped") || has_suffix(label, "dropped")))
+        c->s->dropped += v;
+    if (has_suffix(label, "lost_dead") || has_suffix(label, ".lost"))
+        c->s->lost += v;
+}
+
+static void snap_hist(const char *label, const uint64_t *b, void *arg)
+{
+    struct snap_ctx *c = arg;
+    if (strncmp(c->process, "proc", 4) || strncmp(label, "latency", 7))
+        return;
+    for (int i = 0; i < RTD_HIST_BUCKETS; i++)
+        c->s->lat_buckets[i] += b[i];
+}
+
+struct list_ctx {
+    const char *instance;
+    struct snapshot *s;
+};
+
+static void snap_segment(const char *ring, void *arg)
+{
+    struct list_ctx *l = arg;
+    if (strncmp(ring, "stats.", 6))
+        return;
+    struct rtd_stats_view *v;
+    if (rtd_stats_open(&v, l->instance, ring + 6) != 0)
+        return;
+    struct snap_ctx c = {l->s, ring + 6};
+    rtd_stats_view_foreach(v, snap_counter, &c);
+    rtd_stats_view_foreach_hist(v, snap_hist, &c);
+    if (!strncmp(ring + 6, "proc", 4))
+        l->s->procs++;
+    rtd_stats_view_close(v);
+}
+
+static void snapshot_take(const char *instance, struct snapshot *s)
+{
+    memset(s, 0, sizeof *s);
+    struct list_ctx l = {instance, s};
+    rtd_shm_list(instance, snap_segment, &l);
+}
+
+static double rate(uint64_t now, uint64_t then, double dt)
+{
+    return dt > 0 && now >= then ? (double)(now - then) / dt : 0.0;
+}
+
+/* ---- options ------------------------------------------------------------ */
+
+static const char run_usage[] =
+    "usage: rtdaq run [options]\n"
+    "Start acq (synthetic camera), proc workers, ctl and a packet simulator as supervised\n"
+    "processes, print a live summary every second and a final report at the end.\n"
+    "  --config FILE        configuration file (keys of [run] are these options)\n"
+    "  --check-config       validate the configuration of every process and exit\n"
+    "  --instance NAME      shared-memory instance (default: $RTDAQ_INSTANCE or 'default')\n"
+    "  --duration S         stop after S seconds (default: run until Ctrl-C)\n"
+    "  --workers N|auto     proc workers (auto = cores minus the ingest core)\n"
+    "  --mode fits|wavelet|both   what proc computes (default both)\n"
+    "  --rate HZ            synthetic camera frame rate (default 10000)\n"
+    "  --ions N             ions per synthetic frame (default 10)\n"
+    "  --sim-clients N      simulated sensor clients (default 16; --no-sim for none)\n"
+    "  --sim-rate HZ        packets/s per client (default 1000)\n"
+    "  --sim-batch B        packets per write (default 10)\n"
+    "  --packet-port P --frame-port P --pub EP --ctl EP   endpoints (defaults 7000, 7001,\n"
+    "                       tcp://127.0.0.1:5556, tcp://127.0.0.1:5557)\n"
+    "  --record DIR         record the rings to DIR\n"
+    "  --watchdog S         restart a child that sends no watchdog ping for S s (default 10)\n"
+    "  --json               final report as one JSON object on stdout\n"
+    "  --quiet              no live summary\n";
+
+static const struct option run_long[] = {{"instance", required_argument, 0, 'I'},
+                                         {"duration", required_argument, 0, 'd'},
+                                         {"workers", required_argument, 0, 'w'},
+                                         {"rate", required_argument, 0, 'r'},
+                                         {"ions", required_argument, 0, 'i'},
+                                         {"sim-clients", required_argument, 0, 'c'},
+                                         {"sim-rate", required_argument, 0, 'R'},
+                                         {"sim-batch", required_argument, 0, 'B'},
+                                         {"no-sim", no_argument, 0, 'n'},
+                                         {"packet-port", required_argument, 0, 'p'},
+                                         {"frame-port", required_argument, 0, 'f'},
+                                         {"pub", required_argument, 0, 'P'},
+                                         {"ctl", required_argument, 0, 'C'},
+                                         {"record", required_argument, 0, 'o'},
+                                         {"mode", required_argument, 0, 'm'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"watchdog", required_argument, 0, 'W'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+
+static int parse_num(const char *key, const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end || d < lo || d > hi) {
+        fprintf(stderr, "rtdaq run: --%s: '%s' is not a number in [%g, %g]\n", key, v, lo, hi);
+        return -EINVAL;
+    }
+    *out = d;
+    return 0;
+}
+
+static int run_parse(int argc, char **argv, struct run_opts *o)
+{
+    *o = (struct run_opts){.duration = 0,
+                           .workers = "auto",
+                           .rate = 10000,
+                           .ions = 10,
+                           .sim_clients = 16,
+                           .sim_rate = 1000,
+                           .sim_batch = 10,
+                           .packet_port = 7000,
+                           .frame_port = 7001,
+                           .pub = "tcp://127.0.0.1:5556",
+                           .ctl = "tcp://127.0.0.1:5557",
+                           .mode = "both",
+                           .watchdog_s = 10};
+    int c;
+    double d;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", run_long, NULL)) != -1) {
+        const char *key = NULL;
+        for (const struct option *lo = run_long; lo->name; lo++)
+            if (lo->val == c)
+                key = lo->name;
+        switch (c) {
+        case 'I':
+            o->instance = optarg;
+            break;
+        case 'd':
+            if (parse_num(key, optarg, 0, 1e9, &o->duration))
+                return -EINVAL;
+            break;
+        case 'w':
+            if (strcmp(optarg, "auto") && (parse_num(key, optarg, 1, 64, &d)))
+                return -EINVAL;
+            o->workers = optarg;
+            break;
+        case 'r':
+            if (parse_num(key, optarg, 1, 1e6, &o->rate))
+                return -EINVAL;
+            break;
+        case 'i':
+            if (parse_num(key, optarg, 0, 1000, &d))
+                return -EINVAL;
+            o->ions = (int)d;
+            break;
+        case 'c':
+            if (parse_num(key, optarg, 0, 100000, &d))
+                return -EINVAL;
+            o->sim_clients = (int)d;
+            break;
+        case 'R':
+            if (parse_num(key, optarg, 1, 1e8, &o->sim_rate))
+                return -EINVAL;
+            break;
+        case 'B':
+            if (parse_num(key, optarg, 1, 100000, &d))
+                return -EINVAL;
+            o->sim_batch = (int)d;
+            break;
+        case 'n':
+            o->no_sim = 1;
+            break;
+        case 'p':
+            if (parse_num(key, optarg, 1, 65535, &d))
+                return -EINVAL;
+            o->packet_port = (int)d;
+            break;
+        case 'f':
+            if (parse_num(key, optarg, 1, 65535, &d))
+                return -EINVAL;
+            o->frame_port = (int)d;
+            break;
+        case 'P':
+            o->pub = optarg;
+            break;
+        case 'C':
+            o->ctl = optarg;
+            break;
+        case 'o':
+            o->record = optarg;
+            break;
+        case 'm':
+            if (strcmp(optarg, "fits") && strcmp(optarg, "wavelet") && strcmp(optarg, "both")) {
+                fprintf(stderr, "rtdaq run: --mode: '%s' is not fits, wavelet or both\n", optarg);
+                return -EINVAL;
+            }
+            o->mode = optarg;
+            break;
+        case 'j':
+            o->json = 1;
+            break;
+        case 'q':
+            o->quiet = 1;
+            break;
+        case 'W':
+            if (parse_num(key, optarg, 1, 3600, &d))
+                return -EINVAL;
+            o->watchdog_s = (int)d;
+            break;
+        case 'h':
+            fputs(run_usage, stdout);
+            exit(0);
+        default:
+            fputs(run_usage, stderr);
+            return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "rtdaq run: unexpected argument '%s'\n", argv[optind]);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Build each child's argv; the config file goes to every child so [acq] etc. apply. */
+static int children_init(struct child *ch, const struct run_opts *o, const char *instance)
+{
+    static const char *names[CH_N] = {"acq", "proc", "ctl", "sim"};
+    static const char *progs[CH_N] = {"rtdaq-acq", "rtdaq-proc", "rtdaq-ctl", "rtdaq"};
+    static const char *dirs[CH_N] = {"acq", "proc/daemon", "ctl", "tools"};
+    for (int i = 0; i < CH_N; i++) {
+        struct child *c = &ch[i];
+        memset(c, 0, sizeof *c);
+        c->name = names[i];
+        c->enabled = i != CH_SIM || (!o->no_sim && o->sim_clients > 0);
+        c->essential = i != CH_SIM;
+        if (!c->enabled)
+            continue;
+        if (find_program(progs[i], dirs[i], c->path, sizeof c->path)) {
+            fprintf(stderr, "rtdaq run: cannot find %s next to rtdaq or on $PATH\n", progs[i]);
+            return -ENOENT;
+        }
+        child_arg(c, "%s", progs[i]);
+        if (i == CH_SIM) {
+            child_arg(c, "sim");
+            child_arg(c, "packets");
+        }
+        if (o->config && i != CH_SIM)
+            child_arg(c, "--config=%s", o->config);
+        if (i != CH_SIM)
+            child_arg(c, "--instance=%s", instance);
+    }
+    child_arg(&ch[CH_ACQ], "--source=synthetic");
+    child_arg(&ch[CH_ACQ], "--synthetic-rate=%g", o->rate);
+    child_arg(&ch[CH_ACQ], "--ions=%d", o->ions);
+    child_arg(&ch[CH_ACQ], "--packet-port=%d", o->packet_port);
+    child_arg(&ch[CH_ACQ], "--frame-port=%d", o->frame_port);
+    if (o->record)
+        child_arg(&ch[CH_ACQ], "--record=%s", o->record);
+    child_arg(&ch[CH_PROC], "--workers=%s", o->workers);
+    child_arg(&ch[CH_PROC], "--mode=%s", o->mode);
+    child_arg(&ch[CH_CTL], "--pub=%s", o->pub);
+    child_arg(&ch[CH_CTL], "--ctl=%s", o->ctl);
+    if (ch[CH_SIM].enabled) {
+        child_arg(&ch[CH_SIM], "--clients=%d", o->sim_clients);
+        child_arg(&ch[CH_SIM], "--rate=%g", o->sim_rate);
+        child_arg(&ch[CH_SIM], "--batch=%d", o->sim_batch);
+        child_arg(&ch[CH_SIM], "--port=%d", o->packet_port);
+        child_arg(&ch[CH_SIM], "--duration=%g", o->duration > 0 ? o->duration + 5 : 1e9);
+    }
+    return 0;
+}
+
+/* Validate every process's configuration before anything starts. */
+static int check_configs(struct child *ch)
+{
+    for (int i = 0; i < CH_SIM; i++) {
+        if (!ch[i].enabled)
+            continue;
+        pid_t pid = fork();
+        if (pid == 0) {
+            ch[i].argv[ch[i].argc] = "--check-config";
+            ch[i].argv[ch[i].argc + 1] = NULL;
+            int devnull = open("/dev/null", O_WRONLY);
+            if (devnull >= 0)
+                dup2(devnull, STDOUT_FILENO);
+            execv(ch[i].path, ch[i].argv);
+            _exit(127);
+        }
+        int st = 0;
+        if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "rtdaq run: the configuration of %s is invalid (see above)\n",
+                    ch[i].name);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static void stop_child(struct child *c, double timeout_s)
+{
+    if (!c->enabled || c->pid <= 0)
+        return;
+    kill(c->pid, SIGTERM);
+    uint64_t end = rtd_now_ns() + (uint64_t)(timeout_s * 1e9);
+    int st;
+    while (rtd_now_ns() < end) {
+        if (waitpid(c->pid, &st, WNOHANG) == c->pid) {
+            c->pid = 0;
+            return;
+        }
+        usleep(10000);
+    }
+    fprintf(stderr, "rtdaq run: %s did not stop in %.0f s: killing it\n", c->name, timeout_s);
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, &st, 0);
+    c->pid = 0;
+}
+
+static void count_left(const char *ring, void *arg)
+{
+    (void)ring;
+    (*(int *)arg)++;
+}
 
 int rtd_cmd_run(int argc, char **argv)
 {
-    fprintf(stderr, "rtdaq %s: not built yet\n", argv[0]);
-    return RTD_EXIT_FAIL;
-}
+    char err[512];
+    if (rtd_config_argv("run", run_long, &argc, &argv, err, sizeof err)) {
+        fprintf(stderr, "rtdaq run: %s\n", err);
+        return RTD_EXIT_USAGE;
+    }
+    struct run_opts o;
+    if (run_parse(argc, argv, &o))
+        return RTD_EXIT_USAGE;
+    o.config = rtd_config_path();
+    const char *instance = rtd_instance_name(o.instance);
+    char segname[128];
+    if (rtd_shm_name(segname, sizeof segname, instance, "stats")) {
+        fprintf(stderr, "rtdaq run: invalid instance name '%s'\n", instance);
+        return RTD_EXIT_USAGE;
+    }
 
+    struct child ch[CH_N];
+    if (children_init(ch, &o, instance))
+        return RTD_EXIT_FAIL;
+    if (check_configs(ch))
+        return RTD_EXIT_USAGE;
+    if (rtd_config_check_only()) {
+        printf("config ok\n");
+        return RTD_EXIT_OK;
+    }
+    int rc = notify_open();
+    if (rc) {
+        fprintf(stderr, "rtdaq run: notification socket: %s\n", strerror(-rc));
+        return RTD_EXIT_FAIL;
+    }
+    /* Leftovers of a crashed earlier run (creator dead) would confuse the counters. */
+    rtd_shm_cleanup(instance, 0);
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int status = RTD_EXIT_OK;
+    /* Order matters: acq creates the rings the others attach to. */
+    static const int order[CH_N] = {CH_ACQ, CH_PROC, CH_CTL, CH_SIM};
+    for (int k = 0; k < CH_N && !atomic_load(&run_stop); k++) {
+        struct child *c = &ch[order[k]];
+        if (!c->enabled)
+            continue;
+        if ((rc = child_start(c, &o))) {
+            fprintf(stderr, "rtdaq run: cannot start %s: %s\n", c->name, strerror(-rc));
+            status = RTD_EXIT_FAIL;
+            break;
+        }
+        if (c->essential && (rc = wait_ready(ch, c, 15.0, o.quiet))) {
+            fprintf(stderr, "rtdaq run: %s %s\n", c->name,
+                    rc == -ECHILD ? "exited during start-up (see its messages above)"
+                                  : "did not report ready within 15 s");
+            status = RTD_EXIT_FAIL;
+            break;
+        }
+    }
+
+    uint64_t t0 = rtd_now_ns(), last = t0;
+    struct snapshot first, prev, cur;
+    snapshot_take(instance, &first);
+    prev = first;
+    int tty = isatty(STDERR_FILENO);
+    while (status == RTD_EXIT_OK && !atomic_load(&run_stop)) {
+        usleep(20000);
+        notify_poll(ch, o.quiet);
+        uint64_t now = rtd_now_ns();
+        int st;
+        pid_t pid;
+        while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+            struct child *c = child_by_pid(ch, pid);
+            if (!c)
+                continue;
+            c->pid = 0;
+            if (!c->essential) {
+                if (!o.quiet)
+                    fprintf(stderr, "\nrtdaq run: %s finished\n", c->name);
+                continue;
+            }
+            c->restarts++;
+            c->restart_at_ns = now + (uint64_t)(c->restarts < 5 ? c->restarts : 5) * 500000000ull;
+            fprintf(stderr, "\nrtdaq run: %s (pid %d) %s %d: restarting\n", c->name, (int)pid,
+                    WIFSIGNALED(st) ? "killed by signal" : "exited with",
+                    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+        }
+        for (int i = 0; i < CH_N; i++) {
+            struct child *c = &ch[i];
+            if (!c->enabled || !c->essential)
+                continue;
+            if (c->pid == 0 && c->restart_at_ns && now >= c->restart_at_ns) {
+                c->restart_at_ns = 0;
+                child_start(c, &o);
+            } else if (c->pid > 0 && c->ready &&
+                       now - c->last_ping_ns > (uint64_t)o.watchdog_s * 1000000000ull) {
+                fprintf(stderr, "\nrtdaq run: %s missed its watchdog (%d s): killing it\n", c->name,
+                        o.watchdog_s);
+                kill(c->pid, SIGKILL);
+            }
+        }
+        if (now - last >= 1000000000ull) {
+            snapshot_take(instance, &cur);
+            double dt = (double)(now - last) / 1e9;
+            if (!o.quiet) {
+                uint64_t p99 = rtd_hist_percentile(cur.lat_buckets, 0.99);
+                fprintf(stderr,
+                        "%s[%6.1f s] frames/s %9.0f  packets/s %11.0f  fits/s %10.0f  drops %llu"
+                        "  lost %llu  latency p99 %7.1f us  restarts %d%s",
+                        tty ? "\r" : "", (double)(now - t0) / 1e9,
+                        rate(cur.frames, prev.frames, dt), rate(cur.packets, prev.packets, dt),
+                        rate(cur.fits, prev.fits, dt),
+                        (unsigned long long)(cur.dropped - first.dropped),
+                        (unsigned long long)(cur.lost - first.lost), (double)p99 / 1e3,
+                        ch[CH_ACQ].restarts + ch[CH_PROC].restarts + ch[CH_CTL].restarts,
+                        tty ? "   " : "\n");
+            }
+            rtd_sd_watchdog();
+            prev = cur;
+            last = now;
+        }
+        if (o.duration > 0 && now - t0 >= (uint64_t)(o.duration * 1e9))
+            break;
+    }
+    uint64_t t_end = rtd_now_ns();
+    snapshot_take(instance, &cur);
+    if (!o.quiet && tty)
+        fputc('\n', stderr);
+
+    /* Stop in reverse order: the simulator first, acq (the rings' creator) last. */
+    stop_child(&ch[CH_SIM], 3);
+    stop_child(&ch[CH_CTL], 5);
+    stop_child(&ch[CH_PROC], 5);
+    stop_child(&ch[CH_ACQ], 5);
+    int left = 0;
+    rtd_shm_list(instance, count_left, &left);
+
+    double secs = (double)(t_end - t0) / 1e9;
+    uint64_t frames = cur.frames - first.frames, packets = cur.packets - first.packets;
+    uint64_t fits = cur.fits - first.fits;
+    json_t *rep = json_pack(
+        "{s:s, s:f, s:I, s:f, s:I, s:f, s:I, s:f, s:I, s:I, s:I, s:f, s:f, s:i, s:i, s:i, s:i}",
+        "instance", instance, "seconds", secs, "frames", (json_int_t)frames, "frames_per_s",
+        secs > 0 ? (double)frames / secs : 0.0, "packets", (json_int_t)packets, "packets_per_s",
+        secs > 0 ? (double)packets / secs : 0.0, "fits", (json_int_t)fits, "fits_per_s",
+        secs > 0 ? (double)fits / secs : 0.0, "frames_processed",
+        (json_int_t)(cur.processed - first.processed), "dropped",
+        (json_int_t)(cur.dropped - first.dropped), "lost", (json_int_t)(cur.lost - first.lost),
+        "latency_p50_us", (double)rtd_hist_percentile(cur.lat_buckets, 0.5) / 1e3, "latency_p99_us",
+        (double)rtd_hist_percentile(cur.lat_buckets, 0.99) / 1e3, "restarts_acq",
+        ch[CH_ACQ].restarts, "restarts_proc", ch[CH_PROC].restarts, "restarts_ctl",
+        ch[CH_CTL].restarts, "segments_left", left);
+    if (o.json) {
+        char *s = json_dumps(rep, JSON_COMPACT);
+        printf("%s\n", s);
+        free(s);
+    } else {
+        printf("rtdaq run: %.1f s on instance '%s'\n", secs, instance);
+        printf("  frames     %12llu  (%.0f/s), processed %llu\n", (unsigned long long)frames,
+               secs > 0 ? (double)frames / secs : 0.0,
+               (unsigned long long)(cur.processed - first.processed));
+        printf("  packets    %12llu  (%.0f/s)\n", (unsigned long long)packets,
+               secs > 0 ? (double)packets / secs : 0.0);
+        printf("  fits       %12llu  (%.0f/s)\n", (unsigned long long)fits,
+               secs > 0 ? (double)fits / secs : 0.0);
+        printf("  dropped    %12llu   lost %llu\n",
+               (unsigned long long)(cur.dropped - first.dropped),
+               (unsigned long long)(cur.lost - first.lost));
+        printf("  latency    p50 %.1f us  p99 %.1f us (frame timestamp -> fit result)\n",
+               (double)rtd_hist_percentile(cur.lat_buckets, 0.5) / 1e3,
+               (double)rtd_hist_percentile(cur.lat_buckets, 0.99) / 1e3);
+        printf("  restarts   acq %d  proc %d  ctl %d\n", ch[CH_ACQ].restarts, ch[CH_PROC].restarts,
+               ch[CH_CTL].restarts);
+        printf("  segments left in /dev/shm: %d\n", left);
+    }
+    json_decref(rep);
+    return status;
+}
