@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stress test of consumer groups: a producer publishes N frames (payload with
+ * a checksum) into a 16-slot frame ring; three members of one group process
+ * them. One member is SIGKILLed mid-run while it holds a frame.
+ *
+ *   stress_group [--frames N] [--mode procs|threads]
+ *
+ * The victim is frozen holding a frame, then killed. Pass: every frame was
+ * processed exactly once, except frames the group counted in lost_dead (never
+ * processed); the victim's frame was adopted by a survivor (or counted lost).
+ * A member killed after processing a frame but before rtd_group_done() would
+ * get it processed twice: delivery to a dying member is at-least-once.
+ * threads: members are threads (no kill) so ThreadSanitizer sees the group's
+ * orderings. Exit 0 pass, 1 fail.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rtd_shm.h"
+#include "rtd_util.h"
+
+#define PAYLOAD 4096
+
+struct ctl {
+    _Atomic int joined;
+    _Atomic int go;
+    _Atomic int done;
+    _Atomic uint64_t produced;
+    _Atomic uint64_t victim_taken;
+    _Atomic int freeze;           /* the victim stops (holding a frame) at its next take */
+    _Atomic uint64_t victim_held; /* seq + 1 of the frame the victim froze on */
+    _Atomic int fail;
+    _Atomic uint64_t lost_dead, adopted;
+    _Atomic uint8_t count[]; /* times each frame was processed */
+};
+
+static char inst[32];
+static uint64_t nframes = 200000;
+static struct ctl *ctl;
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+}
+
+static int run_producer(void)
+{
+    struct rtd_ring *r;
+    if (rtd_ring_attach(&r, inst, "frames"))
+        return 1;
+    while (!atomic_load(&ctl->go))
+        sched_yield();
+    for (uint64_t i = 0; i < nframes;) {
+        struct rtd_frame f;
+        int rc = rtd_frame_claim(r, &f);
+        if (rc == -EAGAIN) {
+            sched_yield();
+            continue;
+        }
+        if (rc)
+            return 1;
+        uint64_t *p = (uint64_t *)f.data, sum = 0;
+        p[0] = i;
+        for (int k = 1; k < 63; k++)
+            sum += (p[k] = mix(i * 64 + (uint64_t)k));
+        p[63] = sum;
+        f.hdr->len = 512;
+        f.hdr->frame_id = i;
+        rtd_frame_publish(r, &f);
+        atomic_store(&ctl->produced, ++i);
+    }
+    rtd_ring_close(r);
+    return 0;
+}
+
+static int run_member(int id, bool victim)
+{
+    struct rtd_ring *r;
+    struct rtd_group *g;
+    char label[16];
+    snprintf(label, sizeof label, "m%d", id);
+    if (rtd_ring_attach(&r, inst, "frames") || rtd_group_join(&g, r, "workers", label)) {
+        atomic_store(&ctl->fail, 1);
+        return 1;
+    }
+    atomic_fetch_add(&ctl->joined, 1);
+    int ret = 0;
+    while (!atomic_load(&ctl->done)) {
+        struct rtd_frame f;
+        int rc = rtd_group_take(g, &f);
+        if (rc == -EAGAIN) {
+            sched_yield();
+            continue;
+        }
+        if (rc) {
+            fprintf(stderr, "stress_group: take %d\n", rc);
+            ret = 1;
+            break;
+        }
+        const uint64_t *p = (const uint64_t *)f.data;
+        uint64_t sum = 0;
+        for (int k = 1; k < 63; k++)
+            sum += p[k];
+        if (sum != p[63] || p[0] != f.hdr->seq || p[0] >= nframes) {
+            fprintf(stderr, "stress_group: bad frame at seq %lu\n", (unsigned long)f.hdr->seq);
+            ret = 1;
+            break;
+        }
+        if (victim) {
+            atomic_fetch_add(&ctl->victim_taken, 1);
+            if (atomic_load(&ctl->freeze)) {
+                /* Die holding this frame: the survivors must adopt it. */
+                atomic_store(&ctl->victim_held, p[0] + 1);
+                pause();
+            }
+            usleep(100);
+        }
+        atomic_fetch_add(&ctl->count[p[0]], 1);
+        rtd_group_done(g, &f);
+    }
+    atomic_store(&ctl->lost_dead, rtd_group_lost_dead(g));
+    atomic_store(&ctl->adopted, rtd_group_adopted(g));
+    rtd_group_leave(g);
+    rtd_ring_close(r);
+    if (ret)
+        atomic_store(&ctl->fail, 1);
+    return ret;
+}
+
+static void *thread_member(void *arg)
+{
+    return (void *)(intptr_t)run_member((int)(intptr_t)arg, false);
+}
+
+static void *thread_producer(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)run_producer();
+}
+
+/* Wait until the group's cursor has passed every frame (or it stalls). */
+static bool drain(struct rtd_ring *r)
+{
+    const struct rtd_ring_hdr *h = rtd_ring_header(r);
+    uint64_t last = 0, t_last = rtd_now_ns();
+    for (;;) {
+        int ci = h->groups[0].consumer;
+        uint64_t cur = atomic_load(&h->consumers[ci].cursor);
+        if (cur >= nframes)
+            return true;
+        if (cur != last) {
+            last = cur;
+            t_last = rtd_now_ns();
+        } else if (rtd_now_ns() - t_last > 10000000000ull) {
+            fprintf(stderr, "stress_group: cursor stuck at %lu of %lu\n", (unsigned long)cur,
+                    (unsigned long)nframes);
+            return false;
+        }
+        usleep(1000);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    bool threads = false;
+    static const struct option opts[] = {{"frames", required_argument, NULL, 'n'},
+                                         {"mode", required_argument, NULL, 'm'},
+                                         {NULL, 0, NULL, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "n:m:", opts, NULL)) != -1) {
+        if (o == 'n')
+            nframes = strtoull(optarg, NULL, 0);
+        else if (o == 'm')
+            threads = !strcmp(optarg, "threads");
+        else
+            return 2;
+    }
+    snprintf(inst, sizeof inst, "sg%d", (int)getpid());
+    alarm(240);
+    size_t ctl_len = sizeof *ctl + nframes;
+    ctl = mmap(NULL, ctl_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (ctl == MAP_FAILED)
+        return 1;
+    struct rtd_ring_config cfg = {.kind = RTD_RING_FRAME,
+                                  .slot_payload = PAYLOAD,
+                                  .slot_count = 16,
+                                  .overflow = RTD_OVERFLOW_BLOCK};
+    struct rtd_ring *r;
+    int rc = rtd_ring_create(&r, inst, "frames", &cfg);
+    if (rc) {
+        fprintf(stderr, "create: %d\n", rc);
+        return 1;
+    }
+    uint64_t t0 = rtd_now_ns();
+    int fail = 0;
+    if (threads) {
+        pthread_t tm[3], tp;
+        for (intptr_t i = 0; i < 3; i++)
+            pthread_create(&tm[i], NULL, thread_member, (void *)i);
+        while (atomic_load(&ctl->joined) < 3)
+            sched_yield();
+        pthread_create(&tp, NULL, thread_producer, NULL);
+        atomic_store(&ctl->go, 1);
+        void *ret;
+        pthread_join(tp, &ret);
+        fail |= ret != NULL;
+        fail |= !drain(r);
+        atomic_store(&ctl->done, 1);
+        for (int i = 0; i < 3; i++) {
+            pthread_join(tm[i], &ret);
+            fail |= ret != NULL;
+        }
+    } else {
+        pid_t pm[3], pp;
+        for (int i = 0; i < 3; i++)
+            if ((pm[i] = fork()) == 0)
+                _exit(run_member(i, i == 2));
+        while (atomic_load(&ctl->joined) < 3)
+            usleep(1000);
+        if ((pp = fork()) == 0)
+            _exit(run_producer());
+        atomic_store(&ctl->go, 1);
+        while (atomic_load(&ctl->produced) < nframes / 3 && !atomic_load(&ctl->fail))
+            usleep(1000);
+        atomic_store(&ctl->freeze, 1);
+        while (!atomic_load(&ctl->victim_held) && !atomic_load(&ctl->fail))
+            usleep(1000);
+        kill(pm[2], SIGKILL);
+        int st;
+        waitpid(pm[2], &st, 0);
+        waitpid(pp, &st, 0);
+        fail |= !WIFEXITED(st) || WEXITSTATUS(st);
+        fail |= !drain(r);
+        atomic_store(&ctl->done, 1);
+        for (int i = 0; i < 2; i++) {
+            waitpid(pm[i], &st, 0);
+            fail |= !WIFEXITED(st) || WEXITSTATUS(st);
+        }
+    }
+    double s = (double)(rtd_now_ns() - t0) / 1e9;
+    uint64_t zero = 0, twice = 0, more = 0;
+    for (uint64_t i = 0; i < nframes; i++) {
+        uint8_t c = atomic_load(&ctl->count[i]);
+        zero += c == 0;
+        twice += c == 2;
+        more += c > 2;
+    }
+    uint64_t lost = atomic_load(&ctl->lost_dead), adopted = atomic_load(&ctl->adopted);
+    printf("stress_group %s: %lu frames in %.2f s; victim took %lu; adopted %lu, lost_dead %lu; "
+           "unprocessed %lu, twice %lu\n",
+           threads ? "threads" : "procs", (unsigned long)nframes, s,
+           (unsigned long)atomic_load(&ctl->victim_taken), (unsigned long)adopted,
+           (unsigned long)lost, (unsigned long)zero, (unsigned long)twice);
+    uint64_t held = atomic_load(&ctl->victim_held);
+    if (zero != lost || more || twice || (!threads && adopted + lost != 1) ||
+        (held && atomic_load(&ctl->count[held - 1]) + lost != 1)) {
+        fprintf(stderr, "stress_group: frames not processed exactly once\n");
+        fail = 1;
+    }
+    fail |= atomic_load(&ctl->fail);
+    rtd_ring_close(r);
+    rtd_shm_cleanup(inst, 1);
+    return fail ? 1 : 0;
+}

@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stress test of the packet ring: one producer and three consumers exchange
+ * N variable-length records with checksums.
+ *
+ *   stress_ring [--records N] [--mode procs|threads]
+ *
+ * procs (default): a forked producer (attached, not the creator) and three
+ * forked consumers: "reliable" must see every record in order; "monitor" must
+ * report a lap count equal to the records it did not see; "victim" (reliable,
+ * slow) is SIGKILLed mid-run and the producer must keep going. threads: the
+ * same roles as threads of one process (victim closes instead of dying), so
+ * that ThreadSanitizer sees both sides of every ordering. Exit 0 pass, 1 fail.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rtd_shm.h"
+#include "rtd_util.h"
+
+#define TYPE_DATA 1
+#define TYPE_END  2
+
+#if defined(__SANITIZE_THREAD__)
+#define NO_TSAN __attribute__((no_sanitize("thread")))
+#else
+#define NO_TSAN
+#endif
+
+/* Control block shared by every role (MAP_SHARED, inherited over fork). */
+struct ctl {
+    _Atomic int registered;
+    _Atomic int go;
+    _Atomic int victim_stop; /* threads mode: the victim leaves */
+    _Atomic uint64_t produced;
+    _Atomic uint64_t reliable_got, monitor_got, monitor_gaps, monitor_lapped, victim_got;
+    _Atomic int fail;
+};
+
+static char inst[32];
+static uint64_t nrec = 10000000;
+static struct ctl *ctl;
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+}
+
+static uint32_t rec_len(uint64_t seq)
+{
+    return 16 + (uint32_t)(mix(seq) % 7) * 8; /* 16..64 bytes */
+}
+
+/* Payload: seq, then words derived from it, the last word a checksum of the rest. */
+static void fill(uint64_t *p, uint64_t seq, uint32_t len)
+{
+    uint32_t n = len / 8;
+    uint64_t sum = 0;
+    p[0] = seq;
+    for (uint32_t i = 1; i + 1 < n; i++)
+        p[i] = mix(seq + i);
+    for (uint32_t i = 0; i + 1 < n; i++)
+        sum = sum * 31 + p[i];
+    p[n - 1] = sum;
+}
+
+/* Monitors read bytes the producer may be rewriting; rtd_pkt_valid() decides afterwards. */
+NO_TSAN static int check(const struct rtd_pkt_hdr *h, uint64_t *seq_out)
+{
+    const uint64_t *p = rtd_pkt_payload(h);
+    uint32_t n = h->len / 8;
+    *seq_out = UINT64_MAX;
+    if (h->len < 16 || h->len % 8)
+        return -1;
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i + 1 < n; i++)
+        sum = sum * 31 + p[i];
+    *seq_out = p[0];
+    return sum == p[n - 1] && p[0] == h->seq ? 0 : -1;
+}
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "stress_ring: " __VA_ARGS__);                                              \
+        fputc('\n', stderr);                                                                       \
+        atomic_store(&ctl->fail, 1);                                                               \
+        return 1;                                                                                  \
+    } while (0)
+
+static int run_producer(void)
+{
+    struct rtd_ring *r;
+    int rc = rtd_ring_attach(&r, inst, "stress");
+    if (rc)
+        FAIL("producer attach: %d", rc);
+    while (!atomic_load(&ctl->go))
+        sched_yield();
+    uint64_t seq = 0, batch = 0;
+    while (seq <= nrec) {
+        int err = 0;
+        bool end = seq == nrec;
+        uint32_t len = end ? 16 : rec_len(seq);
+        uint64_t *p = rtd_pkt_reserve(r, len, end ? TYPE_END : TYPE_DATA, &err);
+        if (!p) {
+            if (err != -EAGAIN)
+                FAIL("reserve: %d", err);
+            rtd_pkt_publish(r);
+            batch = 0;
+            sched_yield();
+            continue;
+        }
+        fill(p, seq, len);
+        seq++;
+        if (++batch >= 1 + (mix(seq) & 63) || end) {
+            rtd_pkt_publish(r);
+            atomic_store_explicit(&ctl->produced, seq, memory_order_relaxed);
+            batch = 0;
+        }
+    }
+    rtd_pkt_publish(r);
+    atomic_store(&ctl->produced, seq);
+    rtd_ring_close(r);
+    return 0;
+}
+
+static int run_consumer(int role) /* 0 reliable, 1 monitor, 2 victim */
+{
+    static const char *labels[] = {"reliable", "monitor", "victim"};
+    struct rtd_ring *r;
+    struct rtd_consumer *c;
+    int rc = rtd_ring_attach(&r, inst, "stress");
+    if (rc)
+        FAIL("%s attach: %d", labels[role], rc);
+    rc = rtd_consumer_open(&c, r, role == 1 ? RTD_CONSUMER_MONITOR : RTD_CONSUMER_RELIABLE,
+                           labels[role]);
+    if (rc)
+        FAIL("%s open: %d", labels[role], rc);
+    atomic_fetch_add(&ctl->registered, 1);
+    uint64_t expect = 0, got = 0, gaps = 0;
+    bool first = true;
+    for (;;) {
+        const struct rtd_pkt_hdr *h;
+        rc = rtd_pkt_next(c, &h);
+        if (rc == -EAGAIN) {
+            rtd_pkt_release(c);
+            if (role == 2 && atomic_load(&ctl->victim_stop))
+                break;
+            sched_yield();
+            continue;
+        }
+        if (rc)
+            FAIL("%s next: %d", labels[role], rc);
+        uint64_t seq = UINT64_MAX;
+        int bad = check(h, &seq);
+        bool is_end = h->type == TYPE_END;
+        if (role == 1) {
+            if (!rtd_pkt_valid(c, h))
+                continue;
+            if (bad)
+                FAIL("monitor: valid record with a bad checksum at seq %lu", (unsigned long)seq);
+            if (!first && seq != expect) {
+                if (seq < expect)
+                    FAIL("monitor: seq went back %lu -> %lu", (unsigned long)expect,
+                         (unsigned long)seq);
+                gaps += seq - expect;
+            }
+        } else {
+            if (bad)
+                FAIL("%s: bad checksum at seq %lu", labels[role], (unsigned long)h->seq);
+            if (seq != expect)
+                FAIL("%s: expected seq %lu, got %lu", labels[role], (unsigned long)expect,
+                     (unsigned long)seq);
+        }
+        first = false;
+        expect = seq + 1;
+        got++;
+        if ((got & 63) == 0)
+            rtd_pkt_release(c);
+        if (role == 2 && (got & 1023) == 0)
+            usleep(50); /* slow: it gates the producer until it dies */
+        if (is_end)
+            break;
+    }
+    rtd_pkt_release(c);
+    if (role == 0) {
+        atomic_store(&ctl->reliable_got, got);
+    } else if (role == 1) {
+        atomic_store(&ctl->monitor_got, got);
+        atomic_store(&ctl->monitor_gaps, gaps);
+        atomic_store(&ctl->monitor_lapped, rtd_consumer_lapped(c));
+    } else {
+        atomic_store(&ctl->victim_got, got);
+    }
+    rtd_consumer_close(c);
+    rtd_ring_close(r);
+    return 0;
+}
+
+static void *thread_consumer(void *arg)
+{
+    return (void *)(intptr_t)run_consumer((int)(intptr_t)arg);
+}
+
+static void *thread_producer(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)run_producer();
+}
+
+int main(int argc, char **argv)
+{
+    bool threads = false;
+    static const struct option opts[] = {{"records", required_argument, NULL, 'n'},
+                                         {"mode", required_argument, NULL, 'm'},
+                                         {NULL, 0, NULL, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "n:m:", opts, NULL)) != -1) {
+        if (o == 'n')
+            nrec = strtoull(optarg, NULL, 0);
+        else if (o == 'm')
+            threads = !strcmp(optarg, "threads");
+        else
+            return 2;
+    }
+    snprintf(inst, sizeof inst, "st%d", (int)getpid());
+    alarm(240);
+    ctl = mmap(NULL, sizeof *ctl, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (ctl == MAP_FAILED)
+        return 1;
+    struct rtd_ring_config cfg = {
+        .kind = RTD_RING_PACKET, .data_bytes = 1u << 20, .overflow = RTD_OVERFLOW_BLOCK};
+    struct rtd_ring *r;
+    int rc = rtd_ring_create(&r, inst, "stress", &cfg);
+    if (rc) {
+        fprintf(stderr, "create: %d\n", rc);
+        return 1;
+    }
+    uint64_t t0 = rtd_now_ns();
+    int fail = 0;
+    if (threads) {
+        pthread_t tc[3], tp;
+        for (intptr_t i = 0; i < 3; i++)
+            pthread_create(&tc[i], NULL, thread_consumer, (void *)i);
+        while (atomic_load(&ctl->registered) < 3)
+            sched_yield();
+        pthread_create(&tp, NULL, thread_producer, NULL);
+        atomic_store(&ctl->go, 1);
+        while (atomic_load(&ctl->produced) < nrec / 3)
+            usleep(1000);
+        atomic_store(&ctl->victim_stop, 1);
+        for (int i = 0; i < 3; i++) {
+            void *ret;
+            pthread_join(tc[i], &ret);
+            fail |= ret != NULL;
+        }
+        void *ret;
+        pthread_join(tp, &ret);
+        fail |= ret != NULL;
+    } else {
+        pid_t pc[3], pp;
+        for (int i = 0; i < 3; i++)
+            if ((pc[i] = fork()) == 0)
+                _exit(run_consumer(i));
+        while (atomic_load(&ctl->registered) < 3)
+            usleep(1000);
+        if ((pp = fork()) == 0)
+            _exit(run_producer());
+        atomic_store(&ctl->go, 1);
+        while (atomic_load(&ctl->produced) < nrec / 3 && !atomic_load(&ctl->fail))
+            usleep(1000);
+        kill(pc[2], SIGKILL);
+        uint64_t at_kill = atomic_load(&ctl->produced);
+        int st;
+        waitpid(pc[2], &st, 0);
+        for (int i = 0; i < 2; i++) {
+            waitpid(pc[i], &st, 0);
+            fail |= !WIFEXITED(st) || WEXITSTATUS(st);
+        }
+        waitpid(pp, &st, 0);
+        fail |= !WIFEXITED(st) || WEXITSTATUS(st);
+        if (atomic_load(&ctl->produced) <= at_kill) {
+            fprintf(stderr, "stress_ring: the producer stopped at the kill\n");
+            fail = 1;
+        }
+        if (atomic_load(&rtd_ring_header(r)->consumers[2].state) != RTD_CSLOT_DEAD) {
+            fprintf(stderr, "stress_ring: the victim was not marked dead\n");
+            fail = 1;
+        }
+    }
+    double s = (double)(rtd_now_ns() - t0) / 1e9;
+    uint64_t total = nrec + 1;
+    uint64_t rg = atomic_load(&ctl->reliable_got), mg = atomic_load(&ctl->monitor_got);
+    uint64_t gaps = atomic_load(&ctl->monitor_gaps), lapped = atomic_load(&ctl->monitor_lapped);
+    printf("stress_ring %s: %lu records in %.2f s (%.1f M/s); reliable %lu; monitor %lu seen, "
+           "%lu gaps, lapped %lu; victim %lu%s\n",
+           threads ? "threads" : "procs", (unsigned long)total, s, (double)total / s / 1e6,
+           (unsigned long)rg, (unsigned long)mg, (unsigned long)gaps, (unsigned long)lapped,
+           (unsigned long)atomic_load(&ctl->victim_got),
+           threads ? " before it left" : " (then SIGKILLed)");
+    if (rg != total) {
+        fprintf(stderr, "stress_ring: reliable consumer saw %lu of %lu\n", (unsigned long)rg,
+                (unsigned long)total);
+        fail = 1;
+    }
+    /* The first record the monitor saw may be later than 0 (it joined at the newest). */
+    if (gaps != lapped || mg + gaps > total || mg == 0) {
+        fprintf(stderr, "stress_ring: monitor gaps %lu != lapped %lu (seen %lu)\n",
+                (unsigned long)gaps, (unsigned long)lapped, (unsigned long)mg);
+        fail = 1;
+    }
+    fail |= atomic_load(&ctl->fail);
+    rtd_ring_close(r);
+    rtd_shm_cleanup(inst, 1);
+    return fail ? 1 : 0;
+}
