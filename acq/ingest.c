@@ -721,7 +721,10 @@ int acq_setup(struct acq *a, const struct rtd_acq_config *cfg, volatile sig_atom
         return rc;
     }
     uint32_t limit = cfg->max_clients * 2 < 1024 ? 1024 : cfg->max_clients * 2;
-    rc = rtd_stats_create(&a->stats, cfg->instance, "acq", 64 + 4 * limit);
+    /* Four counters per client; clients beyond the segment's room are tracked locally only. */
+    uint64_t ncount = 64 + 4 * (uint64_t)limit;
+    rc = rtd_stats_create(&a->stats, cfg->instance, "acq",
+                          (uint32_t)(ncount > 65536 ? 65536 : ncount));
     if (rc) {
         rtd_log(RTD_LOG_ERR, "create stats %s/stats.acq: %s", cfg->instance, strerror(-rc));
         return rc;
