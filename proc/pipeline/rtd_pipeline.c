@@ -649,10 +649,10 @@ static int run_fits(const struct rtd_pipe_config *c, int model, int n_points, si
     if (n == 0)
         return 0;
     struct rtd_fit_opts o;
-    rtd_fit_opts_default(&o, model, n_points);
+    rtd_fit_opts_default(&o, (enum rtd_fit_model)model, (uint32_t)n_points);
     o.estimator = c->estimator ? RTD_FIT_MLE : RTD_FIT_LSE;
-    o.max_iter = c->max_iter;
-    o.threads = 1;
+    o.max_iter = (uint32_t)c->max_iter;
+    o.threads = 1; /* one frame per worker core: no OpenMP fork/join on the hot path */
     return rtd_fit_batch(&o, n, data, init, params, states, iters, chi2);
 }
 

@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A fit worker: one process pinned to one core, a member of the frames
+ * ring's consumer group. Per frame: the pipeline (proc/pipeline), then one
+ * record per ion and a summary record into this worker's results ring
+ * (proc/daemon/rtd_results.h), published together, and only then the frame is
+ * given back to the group, so a worker killed mid-frame leaves it to be
+ * re-offered (its results may then appear twice; never zero times).
+ *
+ * The loop busy-polls for --poll-us after each frame (a futex wake costs
+ * ~25 us here) and sleeps on the ring's futex when idle.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proc_internal.h"
+#include "rtd_results.h"
+#include "rtd_util.h"
+
+struct fits_state {
+    const struct proc_opts *o;
+    struct proc_worker *w;
+    struct rtd_ring *frames;
+    struct rtd_group *group;
+    struct rtd_ring *results;
+    struct rtd_pipe *pipe;
+    struct rtd_pipe_ion *ions;
+    int max_ions;
+};
+
+static void detach_frames(struct fits_state *s)
+{
+    if (s->group)
+        rtd_group_leave(s->group);
+    s->group = NULL;
+    if (s->frames)
+        rtd_ring_close(s->frames);
+    s->frames = NULL;
+}
+
+/* Attach to the frames ring and join the group; -errno while it does not exist yet. */
+static int attach_frames(struct fits_state *s)
+{
+    int rc = rtd_ring_attach(&s->frames, s->o->instance, s->o->frames_ring);
+    if (rc < 0)
+        return rc;
+    char member[24];
+    snprintf(member, sizeof member, "w%d", s->w->id);
+    rc = rtd_group_join(&s->group, s->frames, s->o->group, member);
+    if (rc < 0) {
+        rtd_log(RTD_LOG_ERR, "join group %s on ring %s: %s", s->o->group, s->o->frames_ring,
+                strerror(-rc));
+        rtd_ring_close(s->frames);
+        s->frames = NULL;
+        return rc;
+    }
+    rtd_log(RTD_LOG_INFO, "joined group %s on ring %s", s->o->group, s->o->frames_ring);
+    rtd_stats_set_status(s->w->stats, "running");
+    return 0;
+}
+
+static void publish(struct fits_state *s, const struct rtd_frame *f, int n,
+                    const struct rtd_pipe_frame_stats *st, uint32_t flags)
+{
+    const struct proc_counters *c = &s->w->c;
+    const struct rtd_frame_hdr *h = f->hdr;
+    int err = 0;
+    for (int i = 0; i < n; i++) {
+        struct rtd_res_ion *r = rtd_pkt_reserve(s->results, sizeof *r, RTD_RES_ION, &err);
+        if (!r) {
+            atomic_fetch_add_explicit(c->dropped, (uint64_t)(n - i), memory_order_relaxed);
+            break;
+        }
+        const struct rtd_pipe_ion *a = &s->ions[i];
+        *r = (struct rtd_res_ion){
+            .frame_seq = h->seq,
+            .frame_id = h->frame_id,
+            .x = (float)a->x,
+            .y = (float)a->y,
+            .amp = (float)a->amp,
+            .sigma = (float)a->sigma,
+            .offset = (float)a->offset,
+            .sigma_y = (float)a->sigma_y,
+            .A = (float)a->A,
+            .chi2 = (float)a->chi2,
+            .state = a->state,
+            .flags = a->flags,
+            .index = (uint16_t)i,
+            .worker = (uint16_t)s->w->id,
+            .iters = (uint32_t)a->iters,
+        };
+    }
+    struct rtd_res_frame *r = rtd_pkt_reserve(s->results, sizeof *r, RTD_RES_FRAME, &err);
+    const uint64_t done = rtd_now_ns();
+    if (r) {
+        *r = (struct rtd_res_frame){
+            .frame_seq = h->seq,
+            .frame_id = h->frame_id,
+            .ts_mono_ns = h->ts_mono_ns,
+            .ts_real_ns = h->ts_real_ns,
+            .done_mono_ns = done,
+            .n_ions = (uint32_t)n,
+            .n_converged = st->n_converged,
+            .n_failed = st->n_failed,
+            .n_duplicates = st->n_duplicates,
+            .n_peaks = st->n_peaks,
+            .t_detect_ns = (uint32_t)st->t_detect_ns,
+            .t_fit_ns = (uint32_t)st->t_fit_ns,
+            .t_total_ns = (uint32_t)st->t_total_ns,
+            .background = st->background,
+            .noise = st->noise,
+            .threshold = st->threshold,
+            .worker = (uint16_t)s->w->id,
+            .analysis = (uint8_t)s->o->pipe.analysis,
+            .version = RTD_RES_VERSION,
+            .flags = flags,
+            .width = (uint16_t)h->width,
+            .height = (uint16_t)h->height,
+        };
+    } else {
+        atomic_fetch_add_explicit(c->dropped, 1, memory_order_relaxed);
+    }
+    rtd_pkt_publish(s->results);
+    if (h->ts_mono_ns && done > h->ts_mono_ns)
+        rtd_hist_record(c->latency, done - h->ts_mono_ns);
+}
+
+/* Analyse one frame taken from the group; the caller gives it back. */
+static void process(struct fits_state *s, const struct rtd_frame *f)
+{
+    const struct proc_counters *c = &s->w->c;
+    const struct rtd_frame_hdr *h = f->hdr;
+    const uint64_t t0 = rtd_now_ns();
+    struct rtd_pipe_frame_stats st;
+    memset(&st, 0, sizeof st);
+    uint32_t flags = 0;
+    int n = 0;
+    atomic_store_explicit(c->cur_frame, h->frame_id, memory_order_relaxed);
+    atomic_store_explicit(c->cur_seq, h->seq, memory_order_relaxed);
+    /* u16 mono frames (pixfmt 0 = opaque, trusted when the size matches). */
+    const uint64_t need = (uint64_t)h->width * h->height * 2u;
+    const uint32_t cap = rtd_ring_header(s->frames)->slot_payload;
+    if (h->width == 0 || h->height == 0 || need > h->len || need > cap || h->width > 65535 ||
+        h->height > 65535 || h->pixfmt > 2) {
+        flags |= RTD_RES_F_SKIPPED;
+        atomic_fetch_add_explicit(c->skipped, 1, memory_order_relaxed);
+    } else {
+        n = rtd_pipe_process(s->pipe, (const uint16_t *)(const void *)f->data, (int)h->width,
+                             (int)h->height, h->width, h->frame_id, s->ions, s->max_ions, &st);
+        if (n < 0) {
+            flags |= RTD_RES_F_SKIPPED;
+            atomic_fetch_add_explicit(c->skipped, 1, memory_order_relaxed);
+            n = 0;
+        }
+    }
+    if (h->flags & RTD_FRAME_PARTIAL) {
+        flags |= RTD_RES_F_PARTIAL;
+        atomic_fetch_add_explicit(c->partial, 1, memory_order_relaxed);
+    }
+    if (st.truncated) {
+        flags |= RTD_RES_F_TRUNCATED;
+        atomic_fetch_add_explicit(c->truncated, 1, memory_order_relaxed);
+    }
+    publish(s, f, n, &st, flags);
+    atomic_fetch_add_explicit(c->ions, (uint64_t)n, memory_order_relaxed);
+    atomic_fetch_add_explicit(c->converged, st.n_converged, memory_order_relaxed);
+    atomic_fetch_add_explicit(c->failed, st.n_failed, memory_order_relaxed);
+    rtd_hist_record(c->pipeline, st.t_total_ns);
+    atomic_fetch_add_explicit(c->busy_ns, rtd_now_ns() - t0, memory_order_relaxed);
+}
+
+int proc_worker_fits(const struct proc_opts *o, struct proc_worker *w)
+{
+    struct fits_state s;
+    memset(&s, 0, sizeof s);
+    s.o = o;
+    s.w = w;
+    const struct proc_counters *c = &w->c;
+    int ret = -1;
+    atomic_store_explicit(c->pid, (uint64_t)getpid(), memory_order_relaxed);
+    if (w->cpu >= 0) {
+        int rc = rtd_pin_cpu(w->cpu);
+        if (rc < 0)
+            rtd_log(RTD_LOG_WARN, "pin to cpu %d: %s (running unpinned)", w->cpu, strerror(-rc));
+    }
+    atomic_store_explicit(c->cpu, (uint64_t)(int64_t)w->cpu, memory_order_relaxed);
+    int rt = rtd_realtime_setup(o->fifo, o->mlock);
+    atomic_store_explicit(c->rt, (uint64_t)rt, memory_order_relaxed);
+
+    s.max_ions = o->pipe.max_ions;
+    s.ions = calloc((size_t)s.max_ions, sizeof *s.ions);
+    int rc = rtd_pipe_create(&s.pipe, &o->pipe, 512, 512);
+    if (!s.ions || rc < 0) {
+        rtd_log(RTD_LOG_ERR, "pipeline: %s", strerror(rc < 0 ? -rc : ENOMEM));
+        goto out;
+    }
+    rc = rtd_ring_attach(&s.results, o->instance, w->ring_name);
+    if (rc < 0) {
+        rtd_log(RTD_LOG_ERR, "results ring %s: %s", w->ring_name, strerror(-rc));
+        goto out;
+    }
+    rtd_stats_set_status(w->stats, "waiting for the frames ring");
+    uint64_t last_beat = 0, last_try = 0;
+    int logged_wait = 0;
+    while (!proc_stop) {
+        const uint64_t now = rtd_now_ns();
+        if (now - last_beat > 50000000ull) {
+            last_beat = now;
+            rtd_stats_heartbeat(w->stats);
+            /* The producer closed the ring (acq stopped or restarted): attach again later. */
+            if (s.frames && atomic_load_explicit(&rtd_ring_header(s.frames)->state,
+                                                 memory_order_acquire) != RTD_STATE_READY) {
+                rtd_log(RTD_LOG_INFO, "frames ring closed by its producer; re-attaching");
+                detach_frames(&s);
+                rtd_stats_set_status(w->stats, "waiting for the frames ring");
+            }
+        }
+        if (!s.frames) {
+            if (now - last_try > 100000000ull) {
+                last_try = now;
+                rc = attach_frames(&s);
+                if (rc < 0 && !logged_wait) {
+                    rtd_log(RTD_LOG_INFO, "waiting for ring %s (%s)", o->frames_ring,
+                            strerror(-rc));
+                    logged_wait = 1;
+                }
+            }
+            if (!s.frames) {
+                struct timespec ts = {0, 10 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+            }
+            continue;
+        }
+        struct rtd_frame f;
+        rc = rtd_group_take(s.group, &f);
+        if (rc == 0) {
+            process(&s, &f);
+            rtd_group_done(s.group, &f);
+            atomic_fetch_add_explicit(c->processed, 1, memory_order_relaxed);
+            continue;
+        }
+        if (rc != -EAGAIN) {
+            rtd_log(RTD_LOG_ERR, "take from ring %s: %s; re-attaching", o->frames_ring,
+                    strerror(-rc));
+            detach_frames(&s);
+            continue;
+        }
+        /* Nothing now: spin a little (frames come every 100 us at 10 kHz), then sleep. */
+        const uint64_t spin_until = rtd_now_ns() + (uint64_t)o->poll_us * 1000u;
+        while (!proc_stop && rtd_now_ns() < spin_until) {
+            rc = rtd_group_take(s.group, &f);
+            if (rc != -EAGAIN)
+                break;
+        }
+        if (rc == 0) {
+            process(&s, &f);
+            rtd_group_done(s.group, &f);
+            atomic_fetch_add_explicit(c->processed, 1, memory_order_relaxed);
+        } else if (rc == -EAGAIN) {
+            rtd_group_wait(s.group, 20 * 1000 * 1000);
+        }
+    }
+    ret = 0;
+out:
+    rtd_stats_set_status(w->stats, "stopped");
+    detach_frames(&s);
+    if (s.results)
+        rtd_ring_close(s.results);
+    rtd_pipe_destroy(s.pipe);
+    free(s.ions);
+    return ret;
+}
