@@ -14,6 +14,28 @@
 
 #define RTD_SHM_NAME_MAX 96
 
+/*
+ * Fences. ThreadSanitizer does not model atomic_thread_fence (gcc refuses it
+ * with -Wtsan), so under TSan each fence pair becomes an RMW of the given order
+ * on a word private to that pair: the same synchronisation, in a form TSan
+ * understands, without linking unrelated pairs (which would hide real races).
+ */
+enum {
+    RTD_FENCE_WAKE = 0,
+    RTD_FENCE_SPACE,
+    RTD_FENCE_CLAIM,
+    RTD_FENCE_SCAN,
+    RTD_FENCE_STATUS,
+    RTD_FENCE_PAIRS
+};
+#if defined(__SANITIZE_THREAD__)
+extern _Atomic uint32_t rtd_tsan_fence_word[RTD_FENCE_PAIRS];
+#define RTD_FENCE(order, pair)                                                                     \
+    ((void)atomic_fetch_add_explicit(&rtd_tsan_fence_word[pair], 0, order))
+#else
+#define RTD_FENCE(order, pair) atomic_thread_fence(order)
+#endif
+
 /* A mapped segment. */
 struct rtd_seg {
     void *base;

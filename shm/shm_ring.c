@@ -20,6 +20,10 @@
 #include "shm_internal.h"
 #include "rtd_util.h"
 
+#if defined(__SANITIZE_THREAD__)
+_Atomic uint32_t rtd_tsan_fence_word[RTD_FENCE_PAIRS];
+#endif
+
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -257,7 +261,7 @@ uint64_t rtd_ring_min_cursor(struct rtd_ring *r, uint64_t head, bool check_liven
 {
     struct rtd_ring_hdr *h = r->hdr;
     /* F3: pairs with F4 in rtd_consumer_open(): our claimed store vs its registration. */
-    atomic_thread_fence(memory_order_seq_cst);
+    RTD_FENCE(memory_order_seq_cst, RTD_FENCE_SCAN);
     uint64_t min = head;
     uint64_t now = check_liveness ? rtd_now_ns() : 0;
     for (int i = 0; i < RTD_MAX_CONSUMERS; i++) {
@@ -314,7 +318,7 @@ void rtd_ring_wake_consumers(struct rtd_ring *r)
 {
     struct rtd_ring_hdr *h = r->hdr;
     /* F1: pairs with F2 in rtd_consumer_wait(): either it sees published or we see it sleeping. */
-    atomic_thread_fence(memory_order_seq_cst);
+    RTD_FENCE(memory_order_seq_cst, RTD_FENCE_WAKE);
     if (atomic_load_explicit(&h->data_sleepers, memory_order_relaxed)) {
         atomic_fetch_add_explicit(&h->data_futex, 1, memory_order_relaxed);
         rtd_futex_wake(&h->data_futex);
@@ -327,7 +331,7 @@ void rtd_ring_wake_producer(struct rtd_ring *r)
     if (h->overflow != RTD_OVERFLOW_BLOCK)
         return; /* a drop-newest producer never sleeps for space */
     /* F5: pairs with F6 in rtd_ring_wait_space(). */
-    atomic_thread_fence(memory_order_seq_cst);
+    RTD_FENCE(memory_order_seq_cst, RTD_FENCE_SPACE);
     if (atomic_load_explicit(&h->space_sleepers, memory_order_relaxed)) {
         atomic_fetch_add_explicit(&h->space_futex, 1, memory_order_relaxed);
         rtd_futex_wake(&h->space_futex);
@@ -341,7 +345,7 @@ int rtd_ring_wait_space(struct rtd_ring *r, uint64_t timeout_ns)
     uint32_t w = atomic_load_explicit(&h->space_futex, memory_order_relaxed);
     atomic_store_explicit(&h->space_sleepers, 1, memory_order_relaxed);
     /* F6: pairs with F5: either a releasing consumer sees us asleep or we see its cursor. */
-    atomic_thread_fence(memory_order_seq_cst);
+    RTD_FENCE(memory_order_seq_cst, RTD_FENCE_SPACE);
     uint64_t before = r->cached_min;
     r->last_liveness_ns = 0;
     int rc = 0;
@@ -366,7 +370,7 @@ int rtd_frame_claim(struct rtd_ring *r, struct rtd_frame *f)
     atomic_store_explicit(&r->hdr->claimed, p + 1, memory_order_relaxed);
     atomic_store_explicit(&d->slot_seq, RTD_SLOT_WRITING, memory_order_relaxed);
     /* R3: pairs with A3 in rtd_frame_valid(): the slot is marked before any byte changes. */
-    atomic_thread_fence(memory_order_release);
+    RTD_FENCE(memory_order_release, RTD_FENCE_CLAIM);
     memset(d, 0, offsetof(struct rtd_frame_hdr, slot_seq));
     f->hdr = d;
     f->data = r->data + (p & r->mask) * r->hdr->slot_stride;
@@ -421,7 +425,7 @@ void *rtd_pkt_reserve(struct rtd_ring *r, uint32_t len, uint16_t type, int *err)
     r->was_full = false;
     atomic_store_explicit(&r->hdr->claimed, end, memory_order_relaxed);
     /* R3: pairs with A3 in monitors: the claim is visible before any byte changes. */
-    atomic_thread_fence(memory_order_release);
+    RTD_FENCE(memory_order_release, RTD_FENCE_CLAIM);
     if (pad) {
         if (pad >= sizeof(struct rtd_pkt_hdr)) {
             struct rtd_pkt_hdr *ph = (struct rtd_pkt_hdr *)(r->data + (w & r->mask));
@@ -493,7 +497,7 @@ int rtd_consumer_claim_slot(struct rtd_ring *r, uint32_t policy, const char *lab
          * scan sees this slot, or we see the claim that scan was made for and
          * start beyond it, so it can never overwrite what we are about to read.
          */
-        atomic_thread_fence(memory_order_seq_cst);
+        RTD_FENCE(memory_order_seq_cst, RTD_FENCE_SCAN);
         uint64_t claimed = atomic_load_explicit(&h->claimed, memory_order_relaxed);
         if (diff64(claimed, start) > 0) {
             start = claimed;
@@ -577,7 +581,7 @@ int rtd_consumer_wait(struct rtd_consumer *c, uint64_t timeout_ns)
     uint32_t w = atomic_load_explicit(&h->data_futex, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->data_sleepers, 1, memory_order_relaxed);
     /* F2: pairs with F1 in rtd_ring_wake_consumers(). */
-    atomic_thread_fence(memory_order_seq_cst);
+    RTD_FENCE(memory_order_seq_cst, RTD_FENCE_WAKE);
     int rc = 0;
     uint64_t p = atomic_load_explicit(&h->published, memory_order_relaxed);
     if (diff64(p, c->pos) <= 0 &&
@@ -627,7 +631,7 @@ int rtd_frame_valid(struct rtd_consumer *c, const struct rtd_frame *f)
     if (c->policy != RTD_CONSUMER_MONITOR)
         return 1;
     /* A3: pairs with R3 in claim: had the producer begun to overwrite, we see its mark. */
-    atomic_thread_fence(memory_order_acquire);
+    RTD_FENCE(memory_order_acquire, RTD_FENCE_CLAIM);
     uint64_t s = atomic_load_explicit(&f->hdr->slot_seq, memory_order_relaxed);
     if (s == c->pos)
         return 1;
@@ -690,7 +694,7 @@ int rtd_pkt_next(struct rtd_consumer *c, const struct rtd_pkt_hdr **rec)
         }
         struct rtd_pkt_hdr v = racy_hdr(h);
         /* A3: pairs with R3 in reserve: if those bytes were being rewritten, claimed says so. */
-        atomic_thread_fence(memory_order_acquire);
+        RTD_FENCE(memory_order_acquire, RTD_FENCE_CLAIM);
         uint64_t claimed = atomic_load_explicit(&r->hdr->claimed, memory_order_relaxed);
         if (diff64(claimed, c->pos) > (int64_t)r->cap || v.len > RTD_PKT_MAX_PAYLOAD ||
             rtd_pkt_stride(v.len) > room) {
@@ -717,7 +721,7 @@ int rtd_pkt_valid(struct rtd_consumer *c, const struct rtd_pkt_hdr *rec)
         return 1;
     struct rtd_ring *r = c->ring;
     /* A3: pairs with R3 in reserve. */
-    atomic_thread_fence(memory_order_acquire);
+    RTD_FENCE(memory_order_acquire, RTD_FENCE_CLAIM);
     uint64_t claimed = atomic_load_explicit(&r->hdr->claimed, memory_order_relaxed);
     if (diff64(claimed, c->rec_pos) <= (int64_t)r->cap)
         return 1;

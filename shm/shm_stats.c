@@ -167,7 +167,7 @@ void rtd_stats_set_status(struct rtd_stats *s, const char *status)
     uint32_t q = atomic_load_explicit(&h->status_seq, memory_order_relaxed);
     atomic_store_explicit(&h->status_seq, q + 1, memory_order_relaxed);
     /* R8: pairs with A8 in rtd_stats_view_status(): odd is visible before the text changes. */
-    atomic_thread_fence(memory_order_release);
+    RTD_FENCE(memory_order_release, RTD_FENCE_STATUS);
     rtd_strlcpy(h->status, status, sizeof h->status);
     /* R9: pairs with A9 in rtd_stats_view_status(): the text is complete. */
     atomic_store_explicit(&h->status_seq, q + 2, memory_order_release);
@@ -235,7 +235,7 @@ int rtd_stats_view_status(const struct rtd_stats_view *v, char *out, size_t cap)
             continue;
         racy_copy(buf, h->status, sizeof buf);
         /* A8: pairs with R8: had the writer started over, we see the odd value. */
-        atomic_thread_fence(memory_order_acquire);
+        RTD_FENCE(memory_order_acquire, RTD_FENCE_STATUS);
         if (atomic_load_explicit(&h->status_seq, memory_order_relaxed) == q1) {
             buf[sizeof buf - 1] = 0;
             rtd_strlcpy(out, buf, cap);
