@@ -14,13 +14,14 @@
 #ifndef RTD_LM_KERNEL_CUH
 #define RTD_LM_KERNEL_CUH
 
+#include <math_constants.h>
 #include <stdint.h>
 
 #define RTD_CUDA_MAX_NODES 256
 
 enum { LM_GAUSS_1D = 0, LM_GAUSS_2D = 1, LM_SHM_1D = 2, LM_SHM_LEGACY = 3 };
 enum { LM_LSE = 0, LM_MLE = 1 };
-enum { LM_CONVERGED = 0, LM_MAX_ITER = 1, LM_SINGULAR = 2, LM_NEG_CURV = 3 };
+enum { LM_CONVERGED = 0, LM_MAX_ITER = 1, LM_SINGULAR = 2, LM_NEG_CURV = 3, LM_BAD_INPUT = 5 };
 
 template <int M> struct lm_np;
 template <> struct lm_np<LM_GAUSS_1D> {
@@ -41,93 +42,127 @@ struct lm_cfg {
     int size; /* GAUSS_2D: side of the square ROI */
     int max_iter;
     float tol;
-    int shm_nodes;
-    const float *nodes; /* device: Gauss-Chebyshev c_j = cos((j - 1/2) pi / N), j = 1..N */
+    int shm_nodes;      /* fixed N (even), or 0 = auto per evaluation as proc/fit does */
+    const float *nodes; /* device: positive half-node table for every even N <= 256 */
 };
 
-/* Model value and derivatives at sample i (x = i; GAUSS_2D: x = i % size, y = i / size). */
+/* Offset of N's N/2 positive nodes in the table (N = 2k: k(k-1)/2). */
+__device__ __forceinline__ int lm_node_off(int n)
+{
+    int k = n / 2;
+    return k * (k - 1) / 2;
+}
+
+/* proc/fit's fit_shm_nodes_pick(): the auto rule with a 4-node margin, never shrinking. */
+__device__ __forceinline__ int lm_shm_nodes(int fixed, float A, float sigma, int cur)
+{
+    if (fixed)
+        return fixed;
+    double r = fabs((double)A) / fmax(fabs((double)sigma), 1e-3);
+    if (!(r < 80.0))
+        r = 80.0;
+    int n = (int)ceil(2.8 * r) + 8;
+    n = (n + 1) & ~1;
+    if (n < 8)
+        n = 8;
+    if (n > RTD_CUDA_MAX_NODES)
+        n = RTD_CUDA_MAX_NODES;
+    return n > cur ? n : cur;
+}
+
+/*
+ * Model value and derivatives at sample i (x = i; GAUSS_2D: x = i % size, y = i / size),
+ * written in proc/fit's operation order (fit_scalar_tmpl.h: model_eval_).
+ */
 template <int M>
-__device__ __forceinline__ float lm_model(const float *p, int i, const lm_cfg &c, float *d)
+__device__ __forceinline__ float lm_model(const float *p, int i, const lm_cfg &c, int nodes,
+                                          float *d)
 {
     if (M == LM_GAUSS_1D) {
-        float dx = (float)i - p[1];
         float is2 = 1.0f / (p[2] * p[2]);
-        float e = __expf(-0.5f * dx * dx * is2);
+        float dx = (float)i - p[1];
+        float e = expf(-0.5f * dx * dx * is2);
         float ae = p[0] * e;
         d[0] = e;
         d[1] = ae * dx * is2;
         d[2] = ae * dx * dx * is2 / p[2];
         d[3] = 1.0f;
-        return p[3] + ae;
+        return ae + p[3];
     } else if (M == LM_GAUSS_2D) {
         int iy = i / c.size;
         int ix = i - iy * c.size;
+        float is2 = 1.0f / (p[3] * p[3]);
         float dx = (float)ix - p[1];
         float dy = (float)iy - p[2];
-        float is2 = 1.0f / (p[3] * p[3]);
         float r2 = dx * dx + dy * dy;
-        float e = __expf(-0.5f * r2 * is2);
+        float e = expf(-0.5f * r2 * is2);
         float ae = p[0] * e;
         d[0] = e;
         d[1] = ae * dx * is2;
         d[2] = ae * dy * is2;
         d[3] = ae * r2 * is2 / p[3];
         d[4] = 1.0f;
-        return p[4] + ae;
+        return ae + p[4];
     } else if (M == LM_SHM_1D) {
+        const float A = p[2], s = p[3], is2 = 1.0f / (s * s);
+        const float inv_n = 1.0f / (float)nodes;
+        const float *cn = c.nodes + lm_node_off(nodes);
         float u = (float)i - p[1];
-        float A = p[2];
-        float s = p[3];
-        float is2 = 1.0f / (s * s);
         float k = 0.0f, kx = 0.0f, ka = 0.0f, ks = 0.0f;
-        for (int j = 0; j < c.shm_nodes; j++) {
-            float cj = __ldg(&c.nodes[j]);
-            float w = u - A * cj;
-            float e = __expf(-0.5f * w * w * is2);
-            k += e;
-            kx += e * w;
-            ka += e * w * cj;
-            ks += e * w * w;
+        for (int j = 0; j < nodes / 2; j++) {
+            float cj = __ldg(&cn[j]);
+            float w1 = u - A * cj, w2 = u + A * cj;
+            float e1 = expf(-0.5f * w1 * w1 * is2);
+            float e2 = expf(-0.5f * w2 * w2 * is2);
+            float t1 = e1 * w1, t2 = e2 * w2;
+            k += e1 + e2;
+            kx += t1 + t2;
+            ka += (t1 - t2) * cj;
+            ks += t1 * w1 + t2 * w2;
         }
-        float inv = 1.0f / (float)c.shm_nodes;
-        float amp = p[0];
-        d[0] = k * inv;
-        d[1] = amp * kx * is2 * inv;
-        d[2] = amp * ka * is2 * inv;
-        d[3] = amp * ks * is2 / s * inv;
+        k *= inv_n;
+        kx *= inv_n * is2;
+        ka *= inv_n * is2;
+        ks *= inv_n * is2 / s;
+        d[0] = k;
+        d[1] = p[0] * kx;
+        d[2] = p[0] * ka;
+        d[3] = p[0] * ks;
         d[4] = 1.0f;
-        return p[4] + amp * k * inv;
+        return p[0] * k + p[4];
     } else {
         /* SHM_LEGACY (y0, R, A, offset): bare arcsine, offset only outside |y - y0| < R. */
+        const float R = p[1], A = p[2];
         float dy = (float)i - p[0];
-        float R = p[1];
         float q = R * R - dy * dy;
         d[3] = 1.0f;
-        if (q <= 0.0f) {
+        if (!(q > 0.0f)) {
             d[0] = d[1] = d[2] = 0.0f;
             return p[3];
         }
-        float rs = rsqrtf(q);
-        float t = p[2] * rs * rs * rs;
-        d[0] = t * dy;
+        float rs = 1.0f / sqrtf(q);
+        float t = A * rs * rs * rs;
+        d[0] = -t * dy;
         d[1] = -t * R;
         d[2] = rs;
-        return p[2] * rs + p[3];
+        return A * rs + p[3];
     }
 }
 
 /*
- * One pass over the samples: chi2, gradient g (the right-hand side, -1/2 dchi2/dp)
- * and the upper triangle of the normal matrix. Returns 1 when an MLE model value
- * was not positive (the Poisson likelihood is undefined there: state 3).
+ * One pass over the samples: chi2 (summed in double, as proc/fit), the gradient
+ * g (the right-hand side, -1/2 dchi2/dp) and the upper triangle of the normal
+ * matrix. Returns 1 when an MLE model value was not positive (the Poisson
+ * likelihood is undefined there: state 3).
  */
 template <int M, int E>
 __device__ __forceinline__ int lm_accumulate(const float *p, const float *y, int ystride,
-                                             const lm_cfg &c, float *chi2, float *g, float *h)
+                                             const lm_cfg &c, int nodes, double *chi2, float *g,
+                                             float *h)
 {
     constexpr int NP = lm_np<M>::n;
     float d[NP];
-    float cs = 0.0f;
+    double cs = 0.0;
     int bad = 0;
 #pragma unroll
     for (int j = 0; j < NP; j++)
@@ -136,25 +171,26 @@ __device__ __forceinline__ int lm_accumulate(const float *p, const float *y, int
     for (int j = 0; j < NP * (NP + 1) / 2; j++)
         h[j] = 0.0f;
     for (int i = 0; i < c.n_points; i++) {
-        float f = lm_model<M>(p, i, c, d);
+        float f = lm_model<M>(p, i, c, nodes, d);
         float yi = y[i * ystride];
         float r, w;
         if (E == LM_LSE) {
+            float df = f - yi;
+            cs += (double)(df * df);
             r = yi - f;
-            cs += r * r;
             w = 1.0f;
         } else {
-            if (f <= 0.0f) {
+            if (!(f > 0.0f)) {
                 bad = 1;
-                f = 1e-30f;
+                break;
             }
-            float inv = 1.0f / f;
-            if (yi > 0.0f)
-                cs += 2.0f * (f - yi - yi * __logf(f / yi));
+            float df = f - yi;
+            if (yi != 0.0f)
+                cs += 2.0 * (double)(df - yi * logf(f / yi));
             else
-                cs += 2.0f * f;
-            r = yi * inv - 1.0f;
-            w = yi * inv * inv;
+                cs += 2.0 * (double)df;
+            r = -(1.0f - yi / f);
+            w = yi / (f * f);
         }
         int k = 0;
 #pragma unroll
@@ -166,11 +202,11 @@ __device__ __forceinline__ int lm_accumulate(const float *p, const float *y, int
                 h[k++] += wd * d[b];
         }
     }
-    *chi2 = cs;
+    *chi2 = bad ? 0.0 : cs;
     return bad;
 }
 
-/* Solve (packed SPD) A x = b by Cholesky in registers; 0 or 1 when A is not positive definite. */
+/* Solve (packed SPD) A x = b by Cholesky in registers; 0, or 1 when not positive definite. */
 template <int NP> __device__ __forceinline__ int lm_solve(const float *a, const float *b, float *x)
 {
     float l[NP][NP];
@@ -186,18 +222,17 @@ template <int NP> __device__ __forceinline__ int lm_solve(const float *a, const 
 #pragma unroll
         for (int m = 0; m < j; m++)
             s -= l[j][m] * l[j][m];
-        if (!(s > 0.0f))
+        if (!(s > 0.0f) || !isfinite(s))
             return 1;
         float dj = sqrtf(s);
         l[j][j] = dj;
-        float idj = 1.0f / dj;
 #pragma unroll
         for (int i = j + 1; i < NP; i++) {
             float t = l[i][j];
 #pragma unroll
             for (int m = 0; m < j; m++)
                 t -= l[i][m] * l[j][m];
-            l[i][j] = t * idj;
+            l[i][j] = t / dj;
         }
     }
     float z[NP];
@@ -216,11 +251,9 @@ template <int NP> __device__ __forceinline__ int lm_solve(const float *a, const 
         for (int m = i + 1; m < NP; m++)
             t -= l[m][i] * x[m];
         x[i] = t / l[i][i];
-    }
-#pragma unroll
-    for (int i = 0; i < NP; i++)
         if (!isfinite(x[i]))
             return 1;
+    }
     return 0;
 }
 
@@ -232,10 +265,12 @@ template <int NP> __device__ __forceinline__ int lm_diag(int j)
 
 /*
  * Fit one model: p holds the initial values on entry and the result on return.
- * y[i * ystride] is sample i. Gpufit's LM: lambda starts at 1e-3, damping adds
- * lambda times the largest diagonal seen so far, a better chi2 is accepted and
- * lambda divided by 10, a worse one rejected and lambda multiplied by 10; the
- * fit has converged when |chi2_new - chi2| < tol * max(1, chi2_new).
+ * y[i * ystride] is sample i. proc/fit's (and Cpufit's) LM step for step: lambda
+ * starts at 1e-3, damping adds lambda times the largest diagonal seen so far, a
+ * better chi2 is accepted and lambda divided by 10, a worse one rejected and
+ * lambda multiplied by 10; converged when |chi2_new - chi2| < max(tol,
+ * tol*|chi2_new|). States, iteration counts and chi2 on every exit as there:
+ * bad input (non-finite values, sigma == 0) keeps the start values.
  */
 template <int M, int E>
 __device__ void lm_fit(float *p, const float *y, int ystride, const lm_cfg &c, int *state_out,
@@ -244,43 +279,67 @@ __device__ void lm_fit(float *p, const float *y, int ystride, const lm_cfg &c, i
     constexpr int NP = lm_np<M>::n;
     constexpr int NH = NP * (NP + 1) / 2;
     float g[NP], h[NH], scale[NP], pn[NP], gn[NP], hn[NH], a[NH], dp[NP];
-    float chi2, chi2n;
+    double chi2 = CUDART_NAN, chi2n;
     float lambda = 1e-3f;
-    int state = LM_MAX_ITER;
-    int it = 0;
+    int state = LM_CONVERGED, iters = 0, nodes = 0;
+    int bad = 0;
 
 #pragma unroll
-    for (int j = 0; j < NP; j++)
+    for (int j = 0; j < NP; j++) {
         scale[j] = 0.0f;
-    if (lm_accumulate<M, E>(p, y, ystride, c, &chi2, g, h) && E == LM_MLE) {
-        *state_out = LM_NEG_CURV;
+        bad |= !isfinite(p[j]);
+    }
+    for (int i = 0; i < c.n_points && !bad; i++)
+        bad |= !isfinite(y[i * ystride]);
+    if (M != LM_SHM_LEGACY && p[M == LM_GAUSS_1D ? 2 : 3] == 0.0f)
+        bad = 1;
+    if (bad) {
+        *state_out = LM_BAD_INPUT;
         *iters_out = 0;
-        *chi2_out = chi2;
+        *chi2_out = CUDART_NAN_F;
         return;
     }
-    for (it = 0; it < c.max_iter; it++) {
+    if (M == LM_SHM_1D) {
+        /* A = 0 is a stationary point of the model (dK/dA = 0): start off it. */
+        if (p[2] == 0.0f)
+            p[2] = 0.25f * fabsf(p[3]);
+        nodes = lm_shm_nodes(c.shm_nodes, p[2], p[3], 0);
+    }
+    if (lm_accumulate<M, E>(p, y, ystride, c, nodes, &chi2, g, h) && E == LM_MLE) {
+        *state_out = LM_NEG_CURV;
+        *iters_out = 0;
+        *chi2_out = 0.0f;
+        return;
+    }
+    for (int it = 0; it < c.max_iter; it++) {
 #pragma unroll
         for (int j = 0; j < NH; j++)
             a[j] = h[j];
 #pragma unroll
         for (int j = 0; j < NP; j++) {
             int dj = lm_diag<NP>(j);
-            scale[j] = fmaxf(scale[j], h[dj]);
+            if (h[dj] > scale[j])
+                scale[j] = h[dj];
             a[dj] += scale[j] * lambda;
         }
         if (lm_solve<NP>(a, g, dp)) {
             state = LM_SINGULAR;
+            iters = it;
             break;
         }
 #pragma unroll
         for (int j = 0; j < NP; j++)
             pn[j] = p[j] + dp[j];
-        int bad = lm_accumulate<M, E>(pn, y, ystride, c, &chi2n, gn, hn);
-        if (bad && E == LM_MLE) {
+        if (M == LM_SHM_1D)
+            nodes = lm_shm_nodes(c.shm_nodes, pn[2], pn[3], nodes);
+        int badn = lm_accumulate<M, E>(pn, y, ystride, c, nodes, &chi2n, gn, hn);
+        iters = it + 1;
+        if (badn && E == LM_MLE) {
             state = LM_NEG_CURV;
             break;
         }
-        int conv = fabsf(chi2n - chi2) < c.tol * fmaxf(1.0f, chi2n);
+        double tol = (double)c.tol;
+        int conv = fabs(chi2n - chi2) < fmax(tol, tol * fabs(chi2n));
         if (chi2n < chi2) {
 #pragma unroll
             for (int j = 0; j < NP; j++) {
@@ -297,13 +356,14 @@ __device__ void lm_fit(float *p, const float *y, int ystride, const lm_cfg &c, i
         }
         if (conv) {
             state = LM_CONVERGED;
-            it++;
             break;
         }
+        if (it + 1 == c.max_iter)
+            state = LM_MAX_ITER;
     }
     *state_out = state;
-    *iters_out = it;
-    *chi2_out = chi2;
+    *iters_out = iters;
+    *chi2_out = (float)chi2;
 }
 
 #endif

@@ -23,7 +23,11 @@ int rtd_cuda_err(cudaError_t e, const char *what);
             return rtd_cuda_err(e_, #call);                                                        \
     } while (0)
 
-/* Gauss-Chebyshev nodes for n in [1, RTD_CUDA_MAX_NODES], as float, computed in double. */
-void rtd_cuda_cheb_nodes(float *c, int n);
+/*
+ * The positive Gauss-Chebyshev nodes c_j = cos((j - 1/2) pi / N), j = 1..N/2, of every even
+ * N up to 256, N's at offset k(k-1)/2 (k = N/2), as float computed in double (as proc/fit).
+ */
+#define RTD_CUDA_NODE_TABLE (128 * 129 / 2)
+void rtd_cuda_node_table(float *tab);
 
 #endif

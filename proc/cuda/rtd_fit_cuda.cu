@@ -17,7 +17,9 @@
 #include "lm_kernel.cuh"
 
 #include "rtd_fit.h"
+extern "C" {
 #include "rtd_util.h"
+}
 
 #include <errno.h>
 #include <math.h>
@@ -29,7 +31,7 @@
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 static int probe_ok;
-static char probe_why[256];
+static char probe_why[512];
 static char probe_name[256];
 
 static void probe(void)
@@ -38,16 +40,21 @@ static void probe(void)
     cudaRuntimeGetVersion(&rt);
     cudaDriverGetVersion(&drv);
     cudaError_t e = cudaGetDeviceCount(&n);
-    if (e == cudaErrorInsufficientDriver || (drv && drv < rt)) {
+    /* No driver at all also reads as "insufficient driver": tell the two apart. */
+    if (drv == 0) {
+        snprintf(probe_why, sizeof probe_why,
+                 "no CUDA device: no NVIDIA driver is loaded (cudaDriverGetVersion = 0)");
+        return;
+    }
+    if (e == cudaErrorInsufficientDriver || drv < rt) {
         snprintf(probe_why, sizeof probe_why,
                  "CUDA driver %d.%d is older than the toolkit this was built with (%d.%d): "
                  "update the NVIDIA driver",
                  drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
         return;
     }
-    if (drv == 0 || e == cudaErrorNoDevice || (e == cudaSuccess && n == 0)) {
-        snprintf(probe_why, sizeof probe_why, "no CUDA device (%s)",
-                 drv == 0 ? "no NVIDIA driver loaded" : cudaGetErrorString(e));
+    if (e == cudaErrorNoDevice || (e == cudaSuccess && n == 0)) {
+        snprintf(probe_why, sizeof probe_why, "no CUDA device (%s)", cudaGetErrorString(e));
         return;
     }
     if (e != cudaSuccess) {
@@ -64,7 +71,7 @@ static void probe(void)
     }
     if (prop.major < 8) {
         snprintf(probe_why, sizeof probe_why,
-                 "device 0 (%s) has compute capability %d.%d; this build needs >= 8.0",
+                 "device 0 (%.200s) has compute capability %d.%d; this build needs >= 8.0",
                  prop.name, prop.major, prop.minor);
         return;
     }
@@ -73,13 +80,14 @@ static void probe(void)
     if (e == cudaSuccess)
         e = cudaFree(NULL);
     if (e != cudaSuccess) {
-        snprintf(probe_why, sizeof probe_why, "cannot create a CUDA context on %s: %s",
+        snprintf(probe_why, sizeof probe_why, "cannot create a CUDA context on %.200s: %.200s",
                  prop.name, cudaGetErrorString(e));
         return;
     }
     snprintf(probe_name, sizeof probe_name, "%s", prop.name);
-    snprintf(probe_why, sizeof probe_why, "%s (sm_%d%d, driver %d.%d, runtime %d.%d)", prop.name,
-             prop.major, prop.minor, drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
+    snprintf(probe_why, sizeof probe_why, "%.200s (sm_%d%d, driver %d.%d, runtime %d.%d)",
+             prop.name, prop.major, prop.minor, drv / 1000, drv % 1000 / 10, rt / 1000,
+             rt % 1000 / 10);
     probe_ok = 1;
 }
 
@@ -114,10 +122,14 @@ int rtd_cuda_err(cudaError_t e, const char *what)
     return e == cudaErrorMemoryAllocation ? -ENOMEM : -EIO;
 }
 
-void rtd_cuda_cheb_nodes(float *c, int n)
+void rtd_cuda_node_table(float *tab)
 {
-    for (int j = 0; j < n; j++)
-        c[j] = (float)cos((j + 0.5) * M_PI / n);
+    for (int k = 1; k <= 128; k++) {
+        int n = 2 * k;
+        float *c = tab + k * (k - 1) / 2;
+        for (int j = 0; j < k; j++)
+            c[j] = (float)cos(((double)j + 0.5) * M_PI / (double)n);
+    }
 }
 
 /* ---- the batch kernel ------------------------------------------------------------------- */
@@ -128,10 +140,9 @@ void rtd_cuda_cheb_nodes(float *c, int n)
  * thread reads its own row from global memory.
  */
 template <int M, int E>
-__global__ void __launch_bounds__(64) fit_kernel(int n_fits, const float *__restrict__ data,
-                                                 const float *__restrict__ init, float *params,
-                                                 int *states, int *iters, float *chi2, lm_cfg c,
-                                                 int smem)
+__global__ void __launch_bounds__(64)
+    fit_kernel(int n_fits, const float *__restrict__ data, const float *__restrict__ init,
+               float *params, int *states, int *iters, float *chi2, lm_cfg c, int smem)
 {
     constexpr int NP = lm_np<M>::n;
     extern __shared__ float s[];
@@ -191,18 +202,13 @@ static fit_kernel_fn pick_kernel(int model, int est)
     return k[model][est];
 }
 
-static int model_np(int model)
-{
-    return model == LM_GAUSS_1D || model == LM_SHM_LEGACY ? 4 : 5;
-}
-
 /* ---- staging: chunks over streams ------------------------------------------------------- */
 
 enum { N_SLOTS = 3, FPB = 64 };
 
 struct slot {
     cudaStream_t stream;
-    cudaEvent_t t0, t1; /* kernel start/end, for the statistics */
+    cudaEvent_t t0, t1;                         /* kernel start/end, for the statistics */
     float *h_data, *h_init, *h_params, *h_chi2; /* pinned */
     int *h_states, *h_iters;
     float *d_data, *d_init, *d_params, *d_chi2;
@@ -216,8 +222,7 @@ static struct {
     size_t cap_fits, cap_points; /* what the buffers were sized for */
     struct slot s[N_SLOTS];
     float *d_nodes;
-    int nodes_n;
-} ctx = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, {}, NULL, 0};
+} ctx = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, {}, NULL};
 
 static void slots_free(void)
 {
@@ -248,7 +253,10 @@ static int slots_reserve(size_t fits, size_t points)
             RTD_CUDA_TRY(cudaEventCreate(&ctx.s[i].t0));
             RTD_CUDA_TRY(cudaEventCreate(&ctx.s[i].t1));
         }
-        RTD_CUDA_TRY(cudaMalloc((void **)&ctx.d_nodes, RTD_CUDA_MAX_NODES * sizeof(float)));
+        static float tab[RTD_CUDA_NODE_TABLE];
+        rtd_cuda_node_table(tab);
+        RTD_CUDA_TRY(cudaMalloc((void **)&ctx.d_nodes, sizeof tab));
+        RTD_CUDA_TRY(cudaMemcpy(ctx.d_nodes, tab, sizeof tab, cudaMemcpyHostToDevice));
         ctx.ready = 1;
     }
     if (fits <= ctx.cap_fits && fits * points <= ctx.cap_fits * ctx.cap_points)
@@ -304,28 +312,27 @@ static int slot_drain(struct slot *s, const struct out_ptrs *o)
     return 0;
 }
 
-static int check_opts(const struct rtd_fit_opts *o, size_t n_fits)
+/* proc/fit's validation (rtd_fit_batch), so both backends refuse the same options. */
+static int check_opts(const struct rtd_fit_opts *o, size_t n_fits, const float *data,
+                      const float *init, const float *params)
 {
-    if (!o || o->n_points <= 0 || o->max_iter <= 0 || !(o->tol > 0))
+    if (!o)
         return -EINVAL;
-    if ((int)o->model < 0 || (int)o->model > 3 || (int)o->estimator < 0 ||
-        (int)o->estimator > 1)
+    int np = rtd_fit_n_params(o->model);
+    if (np < 0 || (o->estimator != RTD_FIT_LSE && o->estimator != RTD_FIT_MLE))
+        return -EINVAL;
+    if (o->n_points < (uint32_t)np || (o->shm_nodes & 1u) || o->shm_nodes > RTD_CUDA_MAX_NODES)
+        return -EINVAL;
+    if (!(o->tol >= 0.0f) || o->threads < 0)
         return -EINVAL;
     if (o->model == RTD_FIT_GAUSS_2D) {
-        int size = (int)lround(sqrt((double)o->n_points));
+        uint32_t size = (uint32_t)lround(sqrt((double)o->n_points));
         if (size * size != o->n_points)
             return -EINVAL;
     }
-    if (n_fits > (size_t)INT32_MAX)
+    if (n_fits > (size_t)INT32_MAX || (n_fits && (!data || !init || !params)))
         return -EINVAL;
     return 0;
-}
-
-/* Nodes the CPU library would use for SHM_1D: its option, or its default. */
-static int shm_nodes_of(const struct rtd_fit_opts *o)
-{
-    int n = o->shm_nodes > 0 ? o->shm_nodes : 64;
-    return n > RTD_CUDA_MAX_NODES ? RTD_CUDA_MAX_NODES : n;
 }
 
 extern "C" int rtd_fit_cuda_batch_stats(const struct rtd_fit_opts *o, size_t n_fits,
@@ -333,7 +340,7 @@ extern "C" int rtd_fit_cuda_batch_stats(const struct rtd_fit_opts *o, size_t n_f
                                         int32_t *states, int32_t *iters, float *chi2,
                                         struct rtd_fit_cuda_stats *st)
 {
-    int rc = check_opts(o, n_fits);
+    int rc = check_opts(o, n_fits, data, init, params);
     if (rc)
         return rc;
     if ((rc = rtd_cuda_ensure_device()))
@@ -343,7 +350,7 @@ extern "C" int rtd_fit_cuda_batch_stats(const struct rtd_fit_opts *o, size_t n_f
     if (n_fits == 0)
         return 0;
     uint64_t t_start = rtd_now_ns();
-    const int np = model_np(o->model);
+    const int np = rtd_fit_n_params(o->model);
     const size_t npts = (size_t)o->n_points;
     fit_kernel_fn kern = pick_kernel(o->model, o->estimator);
 
@@ -355,29 +362,18 @@ extern "C" int rtd_fit_cuda_batch_stats(const struct rtd_fit_opts *o, size_t n_f
     chunk = (chunk + FPB - 1) / FPB * FPB;
 
     lm_cfg c;
-    c.n_points = o->n_points;
+    c.n_points = (int)o->n_points;
     c.size = (int)lround(sqrt((double)o->n_points));
-    c.max_iter = o->max_iter;
-    c.tol = o->tol;
-    c.shm_nodes = shm_nodes_of(o);
-    int smem = FPB * o->n_points * (int)sizeof(float) <= 48 * 1024;
+    c.max_iter = o->max_iter ? (int)o->max_iter : 25;
+    c.tol = o->tol > 0.0f ? o->tol : 1e-4f;
+    c.shm_nodes = (int)o->shm_nodes;
+    int smem = (size_t)FPB * npts * sizeof(float) <= 48 * 1024;
 
     pthread_mutex_lock(&ctx.lock);
     rc = slots_reserve(chunk, npts);
     if (rc)
         goto out;
     c.nodes = ctx.d_nodes;
-    if (o->model == RTD_FIT_SHM_1D && ctx.nodes_n != c.shm_nodes) {
-        float h[RTD_CUDA_MAX_NODES];
-        rtd_cuda_cheb_nodes(h, c.shm_nodes);
-        cudaError_t e = cudaMemcpy(ctx.d_nodes, h, c.shm_nodes * sizeof(float),
-                                   cudaMemcpyHostToDevice);
-        if (e != cudaSuccess) {
-            rc = rtd_cuda_err(e, "cudaMemcpy(nodes)");
-            goto out;
-        }
-        ctx.nodes_n = c.shm_nodes;
-    }
     {
         struct out_ptrs op = {params, chi2, states, iters, np, st};
         size_t k = 0;
@@ -432,8 +428,8 @@ out:
 }
 
 extern "C" int rtd_fit_cuda_batch(const struct rtd_fit_opts *o, size_t n_fits, const float *data,
-                                  const float *init, float *params, int32_t *states,
-                                  int32_t *iters, float *chi2)
+                                  const float *init, float *params, int32_t *states, int32_t *iters,
+                                  float *chi2)
 {
     return rtd_fit_cuda_batch_stats(o, n_fits, data, init, params, states, iters, chi2, NULL);
 }

@@ -17,6 +17,7 @@ int main(int argc, char **argv)
         {"fit", rtd_bench_fit, "SIMD LM fits and the frame pipeline vs scalar"},
         {"pipeline", rtd_bench_pipeline, "frame pipeline: detection + fits per frame"},
         {"wavelet", rtd_bench_wavelet, "cwt/wct/wct-signif vs bare FFTW"},
+        {"cuda", rtd_bench_cuda, "CUDA fits and frame pipeline (needs a GPU)"},
     };
     if (argc >= 2)
         for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
