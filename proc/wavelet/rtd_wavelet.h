@@ -37,9 +37,10 @@
 #define RTD_WAVELET_FIX_REDNOISE     (1u << 3) /* significance: cos(2 pi f) for array input (#26) */
 #define RTD_WAVELET_FIX_GLOBAL_THEOR (1u << 4) /* sigma_test=1 returns theor, not signif again */
 #define RTD_WAVELET_FIX_MC_LASTSCALE (1u << 5) /* wct_significance: level at maxscale, not NaN */
+#define RTD_WAVELET_FIX_MC_AR1       (1u << 6) /* wct_significance: AR(1) surrogates, not white */
 #define RTD_WAVELET_FIX_ALL                                                                        \
     (RTD_WAVELET_FIX_PAUL_PSI0 | RTD_WAVELET_FIX_PAUL_ROWS | RTD_WAVELET_FIX_REDNOISE |            \
-     RTD_WAVELET_FIX_GLOBAL_THEOR | RTD_WAVELET_FIX_MC_LASTSCALE)
+     RTD_WAVELET_FIX_GLOBAL_THEOR | RTD_WAVELET_FIX_MC_LASTSCALE | RTD_WAVELET_FIX_MC_AR1)
 
 /* ---- mother wavelets ---- */
 enum rtd_mother_kind { RTD_MOTHER_MORLET = 0, RTD_MOTHER_PAUL = 1, RTD_MOTHER_DOG = 2 };
@@ -53,7 +54,7 @@ struct rtd_mother {
     double gamma;      /* TC98 decorrelation factor; -1 where none */
     double dj0;        /* TC98 scale decorrelation length; -1 where none */
     double dofmin;     /* degrees of freedom of one |W|^2 value: 2 (complex) or 1 (DOG) */
-    char name[16];     /* "morlet:6", "paul:4", "dog:2" */
+    char name[24];     /* "morlet:6", "paul:4", "dog:2" */
 };
 
 /* Fill m for Morlet(f0), Paul(m) or DOG(m). -EINVAL for a non-positive or non-integer order. */
@@ -161,13 +162,14 @@ int rtd_wct_execute(struct rtd_wct_plan *p, const double *y1, const double *y2, 
                     double *wct, double *awct);
 
 /*
- * Monte Carlo significance of wct (PyCWT wct_significance, cache off). AR(1) surrogates of
- * length ceil(6 s_max/dt), 1000-bin histogram of R^2 outside the COI, level per scale.
- * RNG: iteration i draws from xoshiro256** seeded by splitmix64(seed, i), normals by the polar
- * Box-Muller method; iterations run on nthreads OpenMP threads and the histogram is an integer
- * sum, so the result is identical for every thread count. sig95 has J+1 entries (NaN at
- * maxscale unless RTD_WAVELET_FIX_MC_LASTSCALE, 0 for scales inside the COI);
- * counts ((J+1) x 1000) and n_outside ((J+1)) may be NULL. 0 or -errno.
+ * Monte Carlo significance of wct (PyCWT wct_significance, cache off). Surrogates of length
+ * ceil(6 s_max/dt): white noise as PyCWT really draws them (its rednoise() filters along a
+ * length-1 axis, so al1 and al2 have no effect), AR(1) with RTD_WAVELET_FIX_MC_AR1; 1000-bin
+ * histogram of R^2 outside the COI, level per scale. RNG: iteration i draws from xoshiro256**
+ * seeded by splitmix64(seed, i), normals by the polar Box-Muller method; iterations run on nthreads
+ * OpenMP threads and the histogram is an integer sum, so the result is identical for every thread
+ * count. sig95 has J+1 entries (NaN at maxscale unless RTD_WAVELET_FIX_MC_LASTSCALE, 0 for scales
+ * inside the COI); counts ((J+1) x 1000) and n_outside ((J+1)) may be NULL. 0 or -errno.
  */
 struct rtd_wct_signif_opts {
     double level;   /* 0.95 */
@@ -180,7 +182,8 @@ int rtd_wct_significance(double al1, double al2, double dt, double dj, double s0
                          const struct rtd_mother *m, const struct rtd_wct_signif_opts *o,
                          double *sig95, double *counts, double *n_outside);
 
-/* AR(1) red noise as PyCWT's rednoise(n, g, a): spin-up ceil(-2/ln|g|), from a seeded stream. */
+/* AR(1) red noise y_i = a e_i + g y_(i-1), spin-up ceil(-2/ln|g|) dropped, from the seeded
+ * stream (seed, stream) of the Monte Carlo RNG. (PyCWT's own rednoise() returns white noise.) */
 int rtd_wavelet_rednoise(double *out, size_t n, double g, double a, uint64_t seed, uint64_t stream);
 
 /* ---- FFTW wisdom (process-wide, under the planner mutex) ---- */

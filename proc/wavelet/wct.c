@@ -1,0 +1,727 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Wavelet coherence and its Monte Carlo significance (PYCWT_NOTES.md 1.7-1.8).
+ *
+ * Smoothing is PyCWT's Morlet.smooth: a Gaussian of sigma = s_j/dt samples applied through
+ * a zero-padded FFT of length M (the Gaussian's spectrum is stored band-limited per scale),
+ * then a boxcar of L = round(2 dj0/dj) rows, weights [1/2, 1, ..., 1, 1/2]/(L-1), zero-filled,
+ * centred as scipy's convolve2d(..., 'same').
+ *
+ * The Monte Carlo loop runs surrogate pairs in parallel; every thread owns its buffers and
+ * an integer histogram, the iteration i draws from its own RNG stream (seed, i), and the
+ * histograms are summed at the end, so the level does not depend on the thread count. Inside
+ * an iteration the two real smoothing inputs |W1|^2/s and |W2|^2/s share one complex FFT
+ * (real and imaginary part), which the exact wct path does not do (see wct_row).
+ */
+#include "wavelet_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- RNG: xoshiro256** seeded by splitmix64, normals by Marsaglia's polar method ---- */
+struct rtd_rng {
+    uint64_t s[4];
+    double spare;
+    int has_spare;
+};
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void rng_seed(struct rtd_rng *r, uint64_t seed, uint64_t stream)
+{
+    uint64_t x = seed;
+    x = splitmix64(&x) ^ ((stream + 1) * 0x9E3779B97F4A7C15ull);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
+    r->has_spare = 0;
+}
+
+static inline uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static inline uint64_t rng_next(struct rtd_rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return res;
+}
+
+static double rng_normal(struct rtd_rng *r)
+{
+    if (r->has_spare) {
+        r->has_spare = 0;
+        return r->spare;
+    }
+    double u, v, q;
+    do {
+        u = 2 * ((double)(rng_next(r) >> 11) * 0x1.0p-53) - 1;
+        v = 2 * ((double)(rng_next(r) >> 11) * 0x1.0p-53) - 1;
+        q = u * u + v * v;
+    } while (q >= 1 || q == 0);
+    double f = sqrt(-2 * log(q) / q);
+    r->spare = v * f;
+    r->has_spare = 1;
+    return u * f;
+}
+
+static void rednoise_draw(struct rtd_rng *r, double *out, size_t n, double g, double a, int filter)
+{
+    size_t tau = g == 0 ? 0 : (size_t)ceil(-2 / log(fabs(g)));
+    double y = 0;
+    for (size_t i = 0; i < n + tau; i++) {
+        y = a * rng_normal(r) + (filter ? g * y : 0.0);
+        if (i >= tau)
+            out[i - tau] = y;
+    }
+}
+
+int rtd_wavelet_rednoise(double *out, size_t n, double g, double a, uint64_t seed, uint64_t stream)
+{
+    if (!out || !n || !isfinite(g) || fabs(g) >= 1 || !isfinite(a))
+        return -EINVAL;
+    struct rtd_rng r;
+    rng_seed(&r, seed, stream);
+    rednoise_draw(&r, out, n, g, a, 1);
+    return 0;
+}
+
+/* ---- the smoothing operator ---- */
+struct gauss_row {
+    size_t K;  /* F is stored for |k'| = 0..K; zero beyond */
+    double *f; /* exp(-(s/dt)^2 kappa^2 / 2) / M (the inverse FFT's 1/M folded in) */
+};
+
+struct wct_work {
+    struct rtd_cwt_scratch c1, c2;
+    fftw_complex *a, *a2, *b; /* M each */
+};
+
+struct rtd_wct_plan {
+    struct rtd_cwt_plan *cwt;
+    size_t n, M, rows;
+    int L, h;
+    double *w;
+    struct gauss_row *g;
+    fftw_plan fwd, inv; /* in-place c2c, M */
+    int nthreads;
+    struct wct_work *work;
+    double complex *ta, *ta2, *tb; /* rows x n */
+    double complex *x1full, *x2full;
+    double *xpad, *z1, *z2;
+    fftw_complex *xspec;
+};
+
+static int work_init(const struct rtd_wct_plan *p, struct wct_work *w)
+{
+    memset(w, 0, sizeof(*w));
+    if (rtd_cwt_scratch_init(p->cwt, &w->c1) || rtd_cwt_scratch_init(p->cwt, &w->c2))
+        return -ENOMEM;
+    w->a = rtd_wavelet_zalloc(p->M * sizeof(fftw_complex));
+    w->a2 = rtd_wavelet_zalloc(p->M * sizeof(fftw_complex));
+    w->b = rtd_wavelet_zalloc(p->M * sizeof(fftw_complex));
+    return w->a && w->a2 && w->b ? 0 : -ENOMEM;
+}
+
+static void work_free(struct wct_work *w)
+{
+    rtd_cwt_scratch_free(&w->c1);
+    rtd_cwt_scratch_free(&w->c2);
+    fftw_free(w->a);
+    fftw_free(w->a2);
+    fftw_free(w->b);
+}
+
+int rtd_wct_plan_create(struct rtd_wct_plan **out, size_t n, double dt, double dj, double s0, int J,
+                        const struct rtd_mother *m, unsigned flags)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    /* PyCWT's smooth() exists for Morlet only and needs dj0 (f0 = 6). */
+    if (!m || m->kind != RTD_MOTHER_MORLET || m->dj0 <= 0)
+        return -EINVAL;
+    struct rtd_wct_plan *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    int rc = rtd_cwt_plan_create(&p->cwt, n, dt, dj, s0, J, m, flags);
+    if (rc) {
+        free(p);
+        return rc;
+    }
+    dj = rtd_cwt_dj(p->cwt);
+    p->n = n;
+    p->M = rtd_cwt_padded(p->cwt);
+    p->rows = rtd_cwt_nscales(p->cwt);
+    p->nthreads = 1;
+    rc = -ENOMEM;
+    size_t M = p->M, rows = p->rows;
+    p->L = (int)nearbyint(m->dj0 / dj * 2);
+    if (p->L < 1)
+        p->L = 1;
+    p->h = (p->L - 1) / 2;
+    p->w = malloc((size_t)p->L * sizeof(double));
+    p->g = calloc(rows, sizeof(*p->g));
+    p->work = calloc(1, sizeof(*p->work));
+    p->ta = malloc(rows * n * sizeof(double complex));
+    p->ta2 = malloc(rows * n * sizeof(double complex));
+    p->tb = malloc(rows * n * sizeof(double complex));
+    p->x1full = rtd_wavelet_zalloc(M * sizeof(double complex));
+    p->x2full = rtd_wavelet_zalloc(M * sizeof(double complex));
+    p->xpad = rtd_wavelet_zalloc(M * sizeof(double));
+    p->xspec = rtd_wavelet_zalloc((M / 2 + 1) * sizeof(fftw_complex));
+    p->z1 = malloc(n * sizeof(double));
+    p->z2 = malloc(n * sizeof(double));
+    if (!p->w || !p->g || !p->work || !p->ta || !p->ta2 || !p->tb || !p->x1full || !p->x2full ||
+        !p->xpad || !p->xspec || !p->z1 || !p->z2)
+        goto fail;
+    double wsum = 0;
+    for (int q = 0; q < p->L; q++)
+        wsum += p->w[q] = (q == 0 || q == p->L - 1) ? 0.5 : 1.0;
+    for (int q = 0; q < p->L; q++)
+        p->w[q] /= wsum;
+    const double *sc = rtd_cwt_scales(p->cwt);
+    for (size_t j = 0; j < rows; j++) {
+        double sn = sc[j] / dt;
+        size_t K = 0;
+        while (K < M / 2) {
+            double kap = 2 * M_PI * ((double)(K + 1) / (double)M);
+            if (exp(-0.5 * (sn * sn) * (kap * kap)) < 1e-25)
+                break;
+            K++;
+        }
+        p->g[j].K = K;
+        p->g[j].f = malloc((K + 1) * sizeof(double));
+        if (!p->g[j].f)
+            goto fail;
+        for (size_t k = 0; k <= K; k++) {
+            double kap = 2 * M_PI * ((double)k / (double)M);
+            p->g[j].f[k] = exp(-0.5 * (sn * sn) * (kap * kap)) / (double)M;
+        }
+    }
+    if (work_init(p, &p->work[0]))
+        goto fail;
+    unsigned pf = (flags & RTD_WAVELET_MEASURE) ? FFTW_MEASURE : FFTW_ESTIMATE;
+    pthread_mutex_lock(&rtd_wavelet_planner_lock);
+    p->fwd = fftw_plan_dft_1d((int)M, p->work[0].a, p->work[0].a, FFTW_FORWARD, pf);
+    p->inv = fftw_plan_dft_1d((int)M, p->work[0].a, p->work[0].a, FFTW_BACKWARD, pf);
+    pthread_mutex_unlock(&rtd_wavelet_planner_lock);
+    if (!p->fwd || !p->inv)
+        goto fail;
+    *out = p;
+    return 0;
+fail:
+    rtd_wct_plan_destroy(p);
+    return rc;
+}
+
+void rtd_wct_plan_destroy(struct rtd_wct_plan *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&rtd_wavelet_planner_lock);
+    if (p->fwd)
+        fftw_destroy_plan(p->fwd);
+    if (p->inv)
+        fftw_destroy_plan(p->inv);
+    pthread_mutex_unlock(&rtd_wavelet_planner_lock);
+    if (p->g)
+        for (size_t j = 0; j < p->rows; j++)
+            free(p->g[j].f);
+    if (p->work)
+        for (int t = 0; t < p->nthreads; t++)
+            work_free(&p->work[t]);
+    free(p->work);
+    free(p->g);
+    free(p->w);
+    free(p->ta);
+    free(p->ta2);
+    free(p->tb);
+    fftw_free(p->x1full);
+    fftw_free(p->x2full);
+    fftw_free(p->xpad);
+    fftw_free(p->xspec);
+    free(p->z1);
+    free(p->z2);
+    rtd_cwt_plan_destroy(p->cwt);
+    free(p);
+}
+
+int rtd_wct_plan_set_threads(struct rtd_wct_plan *p, int nthreads)
+{
+    if (!p || nthreads < 1 || nthreads > 1024)
+        return -EINVAL;
+    if (nthreads == p->nthreads)
+        return 0;
+    struct wct_work *w = calloc((size_t)nthreads, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    for (int t = 0; t < nthreads; t++)
+        if (work_init(p, &w[t])) {
+            for (int u = 0; u <= t; u++)
+                work_free(&w[u]);
+            free(w);
+            return -ENOMEM;
+        }
+    for (int t = 0; t < p->nthreads; t++)
+        work_free(&p->work[t]);
+    free(p->work);
+    p->work = w;
+    p->nthreads = nthreads;
+    return 0;
+}
+
+const struct rtd_cwt_plan *rtd_wct_cwt(const struct rtd_wct_plan *p)
+{
+    return p->cwt;
+}
+
+/* Multiply a forward spectrum by row j's Gaussian (zero outside its band). */
+static void gauss_apply(const struct rtd_wct_plan *p, size_t j, double complex *a)
+{
+    const struct gauss_row *g = &p->g[j];
+    size_t M = p->M, K = g->K;
+    if (2 * K + 1 < M)
+        memset(a + K + 1, 0, (M - 2 * K - 1) * sizeof(double complex));
+    a[0] *= g->f[0];
+    for (size_t k = 1; k <= K && k <= M / 2; k++) {
+        a[k] *= g->f[k];
+        if (k < M / 2 || K < M / 2)
+            a[M - k] *= g->f[k];
+    }
+}
+
+/*
+ * Row j: W1, W2, the time-smoothed rows of |W1|^2/s, |W2|^2/s (ta, ta2) and W1 conj(W2)/s
+ * (tb), and the phase of the unsmoothed cross spectrum. packed != 0 smooths |W1|^2/s and
+ * |W2|^2/s as the real and imaginary part of one FFT (ta gets both, ta2 is unused): rounding
+ * then mixes the two at 1e-16 of the larger, fine for the Monte Carlo loop but not for the
+ * reference-exact wct.
+ */
+static void wct_row(const struct rtd_wct_plan *p, struct wct_work *w, const double complex *x1full,
+                    const double complex *x2full, size_t j, int packed, double complex *ta,
+                    double complex *ta2, double complex *tb, double *awct, size_t n)
+{
+    rtd_cwt_row(p->cwt, x1full, j, &w->c1);
+    rtd_cwt_row(p->cwt, x2full, j, &w->c2);
+    const double complex *W1 = (const double complex *)w->c1.out;
+    const double complex *W2 = (const double complex *)w->c2.out;
+    double complex *a = (double complex *)w->a, *a2 = (double complex *)w->a2;
+    double complex *b = (double complex *)w->b;
+    double s = rtd_cwt_scales(p->cwt)[j];
+    size_t M = p->M;
+    for (size_t t = 0; t < n; t++) {
+        double p1 = (creal(W1[t]) * creal(W1[t]) + cimag(W1[t]) * cimag(W1[t])) / s;
+        double p2 = (creal(W2[t]) * creal(W2[t]) + cimag(W2[t]) * cimag(W2[t])) / s;
+        double complex x = W1[t] * conj(W2[t]);
+        if (awct)
+            awct[t] = carg(x);
+        b[t] = x / s;
+        if (packed) {
+            a[t] = CMPLX(p1, p2);
+        } else {
+            a[t] = p1;
+            a2[t] = p2;
+        }
+    }
+    if (n < M) {
+        memset(a + n, 0, (M - n) * sizeof(double complex));
+        memset(b + n, 0, (M - n) * sizeof(double complex));
+        if (!packed)
+            memset(a2 + n, 0, (M - n) * sizeof(double complex));
+    }
+    fftw_execute_dft(p->fwd, w->a, w->a);
+    fftw_execute_dft(p->fwd, w->b, w->b);
+    gauss_apply(p, j, a);
+    gauss_apply(p, j, b);
+    fftw_execute_dft(p->inv, w->a, w->a);
+    fftw_execute_dft(p->inv, w->b, w->b);
+    memcpy(ta, a, n * sizeof(double complex));
+    memcpy(tb, b, n * sizeof(double complex));
+    if (!packed) {
+        fftw_execute_dft(p->fwd, w->a2, w->a2);
+        gauss_apply(p, j, a2);
+        fftw_execute_dft(p->inv, w->a2, w->a2);
+        memcpy(ta2, a2, n * sizeof(double complex));
+    }
+}
+
+static void zstandardise(const double *y, size_t n, double *z)
+{
+    double mean = 0, v = 0;
+    for (size_t i = 0; i < n; i++)
+        mean += y[i];
+    mean /= (double)n;
+    for (size_t i = 0; i < n; i++)
+        v += (y[i] - mean) * (y[i] - mean);
+    double sd = sqrt(v / (double)n);
+    for (size_t i = 0; i < n; i++)
+        z[i] = (y[i] - mean) / sd;
+}
+
+int rtd_wct_execute(struct rtd_wct_plan *p, const double *y1, const double *y2, int normalize,
+                    double *wct, double *awct)
+{
+    if (!p || !y1 || !y2 || !wct)
+        return -EINVAL;
+    size_t n = p->n, rows = p->rows;
+    int rc = rtd_wavelet_check_finite(y1, n);
+    if (!rc)
+        rc = rtd_wavelet_check_finite(y2, n);
+    if (rc)
+        return rc;
+    const double *u1 = y1, *u2 = y2;
+    if (normalize) {
+        zstandardise(y1, n, p->z1);
+        zstandardise(y2, n, p->z2);
+        u1 = p->z1;
+        u2 = p->z2;
+        /* A constant series has no standard deviation: nothing to normalise by. */
+        if (rtd_wavelet_check_finite(u1, n) || rtd_wavelet_check_finite(u2, n))
+            return -EDOM;
+    }
+    rtd_cwt_spectrum(p->cwt, u1, p->x1full, p->xpad, p->xspec);
+    rtd_cwt_spectrum(p->cwt, u2, p->x2full, p->xpad, p->xspec);
+#pragma omp parallel for num_threads(p->nthreads) schedule(dynamic, 1) if (p->nthreads > 1)
+    for (long j = 0; j < (long)rows; j++) {
+        struct wct_work *w = &p->work[omp_get_thread_num()];
+        size_t o = (size_t)j * n;
+        wct_row(p, w, p->x1full, p->x2full, (size_t)j, 0, p->ta + o, p->ta2 + o, p->tb + o,
+                awct ? awct + o : NULL, n);
+    }
+    int L = p->L, h = p->h;
+#pragma omp parallel for num_threads(p->nthreads) schedule(static) if (p->nthreads > 1)
+    for (long r = 0; r < (long)rows; r++) {
+        double *out = wct + (size_t)r * n;
+        for (size_t t = 0; t < n; t++) {
+            double s1 = 0, s2 = 0;
+            double complex s12 = 0;
+            for (int q = 0; q < L; q++) {
+                long i = r + h - q;
+                if (i < 0 || i >= (long)rows)
+                    continue;
+                size_t o = (size_t)i * n + t;
+                s1 += p->w[q] * creal(p->ta[o]);
+                s2 += p->w[q] * creal(p->ta2[o]);
+                s12 += p->w[q] * p->tb[o];
+            }
+            out[t] = (creal(s12) * creal(s12) + cimag(s12) * cimag(s12)) / (s1 * s2);
+        }
+    }
+    return 0;
+}
+
+/* ---- Monte Carlo significance ---- */
+#define RTD_MC_NBINS 1000
+
+struct mc_thread {
+    struct wct_work w;
+    double *e1, *e2, *xpad;
+    fftw_complex *xspec;
+    double complex *x1full, *x2full, *ta, *tb, *sa, *sb;
+    uint32_t *hist;
+    size_t n;
+};
+
+static void mc_free(struct mc_thread *m)
+{
+    work_free(&m->w);
+    free(m->e1);
+    free(m->e2);
+    fftw_free(m->xpad);
+    fftw_free(m->xspec);
+    fftw_free(m->x1full);
+    fftw_free(m->x2full);
+    free(m->ta);
+    free(m->tb);
+    free(m->sa);
+    free(m->sb);
+    free(m->hist);
+}
+
+static int mc_init(const struct rtd_wct_plan *p, struct mc_thread *m)
+{
+    size_t n = p->n, M = p->M, rows = p->rows;
+    memset(m, 0, sizeof(*m));
+    m->n = n;
+    if (work_init(p, &m->w))
+        return -ENOMEM;
+    m->e1 = malloc(n * sizeof(double));
+    m->e2 = malloc(n * sizeof(double));
+    m->xpad = rtd_wavelet_zalloc(M * sizeof(double));
+    m->xspec = rtd_wavelet_zalloc((M / 2 + 1) * sizeof(fftw_complex));
+    m->x1full = rtd_wavelet_zalloc(M * sizeof(double complex));
+    m->x2full = rtd_wavelet_zalloc(M * sizeof(double complex));
+    m->ta = malloc(rows * n * sizeof(double complex));
+    m->tb = malloc(rows * n * sizeof(double complex));
+    m->sa = malloc(n * sizeof(double complex));
+    m->sb = malloc(n * sizeof(double complex));
+    m->hist = calloc(rows * RTD_MC_NBINS, sizeof(uint32_t));
+    return m->e1 && m->e2 && m->xpad && m->xspec && m->x1full && m->x2full && m->ta && m->tb &&
+                   m->sa && m->sb && m->hist
+               ? 0
+               : -ENOMEM;
+}
+
+static inline void hist_add(uint32_t *hist, double r2)
+{
+    if (!(r2 >= 0))
+        r2 = 0;
+    int bin = (int)floor(r2 * RTD_MC_NBINS);
+    /* R^2 = 1 (rounding) would be an IndexError in PyCWT: put it in the top bin. */
+    if (bin >= RTD_MC_NBINS)
+        bin = RTD_MC_NBINS - 1;
+    hist[bin]++;
+}
+
+static void row_axpy(double complex *ua, double complex *ub, const struct mc_thread *m, size_t i,
+                     double c, size_t a, size_t b)
+{
+    size_t n = m->n;
+    const double complex *ta = m->ta + i * n, *tb = m->tb + i * n;
+    for (size_t t = a; t < b; t++) {
+        ua[t] += c * ta[t];
+        ub[t] += c * tb[t];
+    }
+}
+
+/* The boxcar as PyCWT writes it, for windows too short for the running sum. */
+static void mc_direct_boxcar(const struct rtd_wct_plan *p, struct mc_thread *m, size_t nhist,
+                             const size_t *lo, const size_t *hi)
+{
+    size_t n = p->n, rows = p->rows;
+    int L = p->L, h = p->h;
+    for (size_t rr = 0; rr < nhist; rr++) {
+        long r = (long)rr;
+        size_t a = lo[rr], b = hi[rr];
+        if (a >= b)
+            continue;
+        double complex *sa = m->sa, *sb = m->sb;
+        for (size_t t = a; t < b; t++)
+            sa[t] = sb[t] = 0;
+        for (int q = 0; q < L; q++) {
+            long i = r + h - q;
+            if (i < 0 || i >= (long)rows)
+                continue;
+            double wq = p->w[q];
+            const double complex *ta = m->ta + (size_t)i * n, *tb = m->tb + (size_t)i * n;
+            for (size_t t = a; t < b; t++) {
+                sa[t] += wq * ta[t];
+                sb[t] += wq * tb[t];
+            }
+        }
+        uint32_t *hist = m->hist + rr * RTD_MC_NBINS;
+        for (size_t t = a; t < b; t++)
+            hist_add(hist, (creal(sb[t]) * creal(sb[t]) + cimag(sb[t]) * cimag(sb[t])) /
+                               (creal(sa[t]) * cimag(sa[t])));
+    }
+}
+
+/* One surrogate pair: smoothed coherence on the rows < nhist, binned outside the COI. */
+static void mc_iteration(const struct rtd_wct_plan *p, struct mc_thread *m, double al1, double al2,
+                         uint64_t seed, uint64_t iter, size_t nhist, const size_t *lo,
+                         const size_t *hi)
+{
+    size_t n = p->n, rows = p->rows;
+    struct rtd_rng rng;
+    rng_seed(&rng, seed, iter);
+    /* PyCWT's rednoise() filters randn(N + tau, 1) along its length-1 axis, so its
+     * "red" surrogates are white noise; the AR(1) filter is the explicit fix. */
+    int ar1 = (p->cwt->flags & RTD_WAVELET_FIX_MC_AR1) != 0;
+    rednoise_draw(&rng, m->e1, n, al1, 1, ar1);
+    rednoise_draw(&rng, m->e2, n, al2, 1, ar1);
+    rtd_cwt_spectrum(p->cwt, m->e1, m->x1full, m->xpad, m->xspec);
+    rtd_cwt_spectrum(p->cwt, m->e2, m->x2full, m->xpad, m->xspec);
+    for (size_t j = 0; j < rows; j++)
+        wct_row(p, &m->w, m->x1full, m->x2full, j, 1, m->ta + j * n, NULL, m->tb + j * n, NULL, n);
+    int L = p->L, h = p->h;
+    if (L <= 2) {
+        mc_direct_boxcar(p, m, nhist, lo, hi);
+        return;
+    }
+    /*
+     * Running sum over the boxcar: u holds sum_i T_i over the window's rows, and the two end
+     * rows are taken back to half weight. The counted interval [lo, hi) only shrinks as the
+     * scale grows, so keeping u over the first row's interval covers every later one.
+     */
+    size_t a0 = lo[0], b0 = hi[0];
+    double complex *ua = m->sa, *ub = m->sb;
+    for (size_t t = a0; t < b0; t++)
+        ua[t] = ub[t] = 0;
+    for (long i = h - (L - 1); i <= h; i++)
+        if (i >= 0 && i < (long)rows)
+            row_axpy(ua, ub, m, (size_t)i, 1.0, a0, b0);
+    double inv = 1.0 / (L - 1);
+    for (size_t rr = 0; rr < nhist; rr++) {
+        long r = (long)rr, top = r + h, bot = r + h - (L - 1);
+        size_t a = lo[rr], b = hi[rr];
+        if (a < b) {
+            const double complex *tat = top < (long)rows ? m->ta + (size_t)top * n : NULL;
+            const double complex *tbt = top < (long)rows ? m->tb + (size_t)top * n : NULL;
+            const double complex *tab = bot >= 0 ? m->ta + (size_t)bot * n : NULL;
+            const double complex *tbb = bot >= 0 ? m->tb + (size_t)bot * n : NULL;
+            uint32_t *hist = m->hist + rr * RTD_MC_NBINS;
+            for (size_t t = a; t < b; t++) {
+                double complex sa = ua[t], sb = ub[t];
+                if (tat) {
+                    sa -= 0.5 * tat[t];
+                    sb -= 0.5 * tbt[t];
+                }
+                if (tab) {
+                    sa -= 0.5 * tab[t];
+                    sb -= 0.5 * tbb[t];
+                }
+                sa *= inv;
+                sb *= inv;
+                hist_add(hist,
+                         (creal(sb) * creal(sb) + cimag(sb) * cimag(sb)) / (creal(sa) * cimag(sa)));
+            }
+        }
+        /* Slide the window one row up. */
+        if (top + 1 < (long)rows)
+            row_axpy(ua, ub, m, (size_t)(top + 1), 1.0, a0, b0);
+        if (bot >= 0)
+            row_axpy(ua, ub, m, (size_t)bot, -1.0, a0, b0);
+    }
+}
+
+/* numpy.interp(x, xp, fp) for increasing xp: linear, clamped at the ends. */
+static double interp(double x, const double *xp, const double *fp, size_t n)
+{
+    if (x <= xp[0])
+        return fp[0];
+    if (x >= xp[n - 1])
+        return fp[n - 1];
+    size_t i = 1;
+    while (xp[i] < x)
+        i++;
+    if (xp[i] == x)
+        return fp[i];
+    return fp[i - 1] + (x - xp[i - 1]) * (fp[i] - fp[i - 1]) / (xp[i] - xp[i - 1]);
+}
+
+int rtd_wct_significance(double al1, double al2, double dt, double dj, double s0, int J,
+                         const struct rtd_mother *m, const struct rtd_wct_signif_opts *o,
+                         double *sig95, double *counts, double *n_outside)
+{
+    if (!m || !o || !sig95 || !isfinite(al1) || !isfinite(al2) || fabs(al1) >= 1 ||
+        fabs(al2) >= 1 || !(dt > 0) || o->mc_count < 1 || !(o->level > 0 && o->level < 1))
+        return -EINVAL;
+    if (dj <= 0)
+        dj = 1.0 / 12;
+    if (s0 <= 0)
+        s0 = rtd_cwt_default_s0(dt, m);
+    if (J < 0)
+        return -EINVAL;
+    /* Surrogates are six times the largest scale long; the data length plays no part. */
+    double ms = s0 * pow(2, J * dj) / dt;
+    size_t nmc = (size_t)ceil(ms * 6);
+    if (nmc < 2 || nmc > ((size_t)1 << 26))
+        return -EINVAL;
+    int nthreads = o->nthreads > 0 ? o->nthreads : omp_get_max_threads();
+    if (nthreads > o->mc_count)
+        nthreads = o->mc_count;
+    struct rtd_wct_plan *p;
+    int rc = rtd_wct_plan_create(&p, nmc, dt, dj, s0, J, m, o->flags);
+    if (rc)
+        return rc;
+    size_t rows = p->rows, n = p->n;
+    const double *freqs = rtd_cwt_freqs(p->cwt), *coi = rtd_cwt_coi(p->cwt);
+    size_t *lo = calloc(rows, sizeof(size_t)), *hi = calloc(rows, sizeof(size_t));
+    struct mc_thread *th = calloc((size_t)nthreads, sizeof(*th));
+    rc = -ENOMEM;
+    if (!lo || !hi || !th)
+        goto out;
+    long maxscale = -1;
+    for (size_t j = 0; j < rows; j++) {
+        double period = 1 / freqs[j];
+        size_t a = 0, b = n;
+        while (a < n && !(period <= coi[a]))
+            a++;
+        while (b > a && !(period <= coi[b - 1]))
+            b--;
+        lo[j] = a;
+        hi[j] = b;
+        if (b > a)
+            maxscale = (long)j;
+        if (n_outside)
+            n_outside[j] = (double)(b - a);
+    }
+    if (maxscale < 0) {
+        rc = -EINVAL;
+        goto out;
+    }
+    /* PyCWT's range(maxscale) leaves maxscale itself out. */
+    size_t nhist =
+        (o->flags & RTD_WAVELET_FIX_MC_LASTSCALE) ? (size_t)maxscale + 1 : (size_t)maxscale;
+    int ok = 1;
+    for (int t = 0; t < nthreads; t++)
+        if (mc_init(p, &th[t]))
+            ok = 0;
+    if (!ok)
+        goto out;
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1) if (nthreads > 1)
+    for (int it = 0; it < o->mc_count; it++)
+        mc_iteration(p, &th[omp_get_thread_num()], al1, al2, o->seed, (uint64_t)it, nhist, lo, hi);
+
+    double R2y[RTD_MC_NBINS], P[RTD_MC_NBINS], F[RTD_MC_NBINS];
+    for (int b = 0; b < RTD_MC_NBINS; b++)
+        R2y[b] = (b + 0.5) / RTD_MC_NBINS;
+    for (size_t j = 0; j < rows; j++) {
+        uint64_t c[RTD_MC_NBINS], total = 0;
+        for (int b = 0; b < RTD_MC_NBINS; b++) {
+            c[b] = 0;
+            for (int t = 0; t < nthreads; t++)
+                c[b] += th[t].hist[j * RTD_MC_NBINS + (size_t)b];
+            total += c[b];
+        }
+        if (counts)
+            for (int b = 0; b < RTD_MC_NBINS; b++)
+                counts[j * RTD_MC_NBINS + (size_t)b] = (double)c[b];
+        if (j >= nhist) {
+            sig95[j] = (long)j == maxscale ? (double)NAN : 0.0;
+            continue;
+        }
+        if (!total) {
+            sig95[j] = 0.0;
+            continue;
+        }
+        size_t k = 0;
+        uint64_t cum = 0;
+        for (int b = 0; b < RTD_MC_NBINS; b++) {
+            if (!c[b])
+                continue;
+            cum += c[b];
+            P[k] = ((double)cum - 0.5) / (double)total;
+            F[k] = R2y[b];
+            k++;
+        }
+        sig95[j] = interp(o->level, P, F, k);
+    }
+    rc = 0;
+out:
+    if (th)
+        for (int t = 0; t < nthreads; t++)
+            mc_free(&th[t]);
+    free(th);
+    free(lo);
+    free(hi);
+    rtd_wct_plan_destroy(p);
+    return rc;
+}
