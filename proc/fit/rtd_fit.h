@@ -76,14 +76,18 @@ struct rtd_fit_opts {
     enum rtd_fit_model model;
     enum rtd_fit_estimator estimator;
     uint32_t n_points; /* samples per fit; GAUSS_2D: size*size (square ROI) */
-    uint32_t max_iter; /* LM iterations (default 25, as Gpufit) */
-    float tol;         /* converged when |chi2 - chi2_prev| < max(tol, tol*|chi2|) (default 1e-4) */
+    uint32_t max_iter; /* LM iterations (default 25 as Gpufit; SHM_1D 50) */
+    float tol; /* converged when |chi2 - chi2_prev| < max(tol, tol*|chi2|) (1e-4; SHM_1D 1e-6) */
     uint32_t shm_nodes; /* SHM_1D quadrature nodes N (even); 0 = auto: N >= 2.8 A/sigma + 4 */
     int threads;        /* 0 = OpenMP default, 1 = the calling thread only, n = n threads */
     int isa;            /* enum rtd_fit_isa (0 = auto); forcing one the CPU lacks gives -ENOTSUP */
 };
 
-/* Fill o with the defaults for model m on n_points samples (LSE, 25 iterations, tol 1e-4, auto). */
+/*
+ * Fill o with the defaults for model m on n_points samples: LSE, Gpufit's 25
+ * iterations and tol 1e-4; SHM_1D 50 and 1e-6 (its A and sigma are nearly
+ * degenerate, so 1e-4 stops short of the optimum); auto nodes, threads and isa.
+ */
 void rtd_fit_opts_default(struct rtd_fit_opts *o, enum rtd_fit_model m, uint32_t n_points);
 
 /* Parameters of model m (4 or 5), or -EINVAL. */

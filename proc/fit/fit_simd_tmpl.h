@@ -1,0 +1,524 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SIMD fit kernel, vectorised across fits: each lane of a W-wide float
+ * vector carries its own fit (parameters, damping, chi2, normal matrix), and one
+ * pass over the samples computes model, Jacobian, chi2, gradient and normal
+ * matrix for all W fits at once. The algorithm per lane is the scalar kernel's
+ * (fit_scalar_tmpl.h, Cpufit's LM). A lane whose fit ends is refilled at once
+ * with the next fit of the range, so lanes never idle while work remains.
+ *
+ * Written with GCC vector extensions and included by fit_avx2.c (W = 8) and
+ * fit_avx512.c (W = 16) after a "#pragma GCC target", which makes every helper
+ * here compile for that ISA. The includer defines W, VSQRT(v) and KERNEL_NAME.
+ */
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef float vf __attribute__((vector_size(W * 4)));
+typedef int32_t vi __attribute__((vector_size(W * 4)));
+
+#define AI static inline __attribute__((always_inline))
+
+AI vf vb(float x)
+{
+    return (vf){0} + x;
+}
+AI vf vsel(vi m, vf a, vf b)
+{
+    return (vf)(((vi)a & m) | ((vi)b & ~m));
+}
+AI vf vmax(vf a, vf b)
+{
+    return vsel(a > b, a, b);
+}
+AI vf vmin(vf a, vf b)
+{
+    return vsel(a < b, a, b);
+}
+
+/* exp(x) for x <= 88, Cephes' expf polynomial (~1 ulp); x below lo gives exp(lo). */
+AI vf vexp(vf x, float lo)
+{
+    x = vmin(vmax(x, vb(lo)), vb(88.0f));
+    /* round(x log2 e) by the 1.5*2^23 trick: its low mantissa bits are the integer */
+    vf t = x * 1.44269504088896341f + 12582912.0f;
+    vf n = t - 12582912.0f;
+    vi ni = (vi)t - 0x4B400000;
+    vf r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    vf y = 1.9875691500E-4f * r + 1.3981999507E-3f;
+    y = y * r + 8.3334519073E-3f;
+    y = y * r + 4.1665795894E-2f;
+    y = y * r + 1.6666665459E-1f;
+    y = y * r + 5.0000001201E-1f;
+    y = y * (r * r) + r + 1.0f;
+    vf scale = (vf)((ni + 127) << 23);
+    return y * scale;
+}
+
+/* ln(x) for normal x > 0, Cephes' logf polynomial. */
+AI vf vlog(vf x)
+{
+    vi xi = (vi)x;
+    vf e = __builtin_convertvector(((xi >> 23) & 0xff) - 126, vf);
+    vf m = (vf)((xi & 0x807fffff) | 0x3f000000); /* [0.5, 1) */
+    vi small = m < 0.707106781186547524f;
+    e = vsel(small, e - 1.0f, e);
+    m = vsel(small, m + m - 1.0f, m - 1.0f);
+    vf z = m * m;
+    vf y = 7.0376836292E-2f * m - 1.1514610310E-1f;
+    y = y * m + 1.1676998740E-1f;
+    y = y * m - 1.2420140846E-1f;
+    y = y * m + 1.4249322787E-1f;
+    y = y * m - 1.6668057665E-1f;
+    y = y * m + 2.0000714765E-1f;
+    y = y * m - 2.4999993993E-1f;
+    y = y * m + 3.3333331174E-1f;
+    y = y * m * z;
+    y = y + e * -2.12194440e-4f;
+    y = y - 0.5f * z;
+    return m + y + e * 0.693359375f;
+}
+
+/*
+ * One sample's Poisson deviance 2 (f - d - d ln(f/d)) (2 f where d = 0). Near
+ * f = d the direct form cancels to a few float ulps of f, which is as large as
+ * the 1e-6 chi2 changes the convergence test must see; with z = (f-d)/(f+d) it
+ * is 2 z^2 (f+d) - 4 d z^3 (1/3 + z^2/5 + ...), accurate for |z| < 0.3.
+ */
+AI vf vdeviance(vf d, vf f)
+{
+    vf direct = 2.0f * (f - d - d * vlog(vsel(d > 0.0f, f / d, vb(1.0f))));
+    vf z = (f - d) / (f + d);
+    vf w = z * z;
+    vf s = vb(1.0f / 15.0f);
+    s = s * w + 1.0f / 13.0f;
+    s = s * w + 1.0f / 11.0f;
+    s = s * w + 1.0f / 9.0f;
+    s = s * w + 1.0f / 7.0f;
+    s = s * w + 1.0f / 5.0f;
+    s = s * w + 1.0f / 3.0f;
+    vf series = 2.0f * w * (f + d) - 4.0f * d * w * z * s;
+    vf dev = vsel(w < 0.09f, series, direct);
+    return vsel(d > 0.0f, dev, 2.0f * f);
+}
+
+/* Sums one iteration accumulates per lane. h: packed upper triangle, row by row. */
+struct acc {
+    vf chi2;
+    vf g[RTD_FIT_MAX_PARAMS];
+    vf h[RTD_FIT_MAX_PARAMS * (RTD_FIT_MAX_PARAMS + 1) / 2];
+    vi bad; /* MLE: model <= 0 somewhere */
+};
+
+AI void acc_zero(struct acc *a, int np)
+{
+    a->chi2 = vb(0.0f);
+    a->bad = (vi){0};
+    for (int k = 0; k < np; k++)
+        a->g[k] = vb(0.0f);
+    for (int k = 0; k < np * (np + 1) / 2; k++)
+        a->h[k] = vb(0.0f);
+}
+
+/* Add one sample (model f, data y, Jacobian d) to the sums, Gpufit's LSE or MLE terms. */
+AI void acc_point(struct acc *a, int np, int mle, vf f, vf y, const vf *d)
+{
+    vf r, w;
+    if (!mle) {
+        r = y - f;
+        a->chi2 += r * r;
+        w = vb(1.0f);
+    } else {
+        vi ok = f > 0.0f;
+        a->bad |= ~ok;
+        f = vsel(ok, f, vb(1.0f));
+        vf inv = 1.0f / f;
+        r = y * inv - 1.0f;
+        w = y * inv * inv;
+        a->chi2 += vdeviance(y, f);
+    }
+    int k = 0;
+    for (int i = 0; i < np; i++) {
+        a->g[i] += r * d[i];
+        vf wd = w * d[i];
+        for (int j = i; j < np; j++)
+            a->h[k++] += wd * d[j];
+    }
+}
+
+/* Per-lane SHM_1D quadrature: node c_j and weight 1/0 (j beyond this lane's N/2). */
+struct shm_tab {
+    uint32_t nodes[W];
+    uint32_t half_max; /* max over lanes of N/2 */
+    vf inv_n;
+    vf c[FIT_SHM_MAX_NODES / 2], on[FIT_SHM_MAX_NODES / 2];
+};
+
+static void shm_set_lane(struct shm_tab *t, int l, uint32_t n)
+{
+    double c64[FIT_SHM_MAX_NODES / 2];
+    fit_shm_half_nodes(n, c64);
+    t->nodes[l] = n;
+    for (uint32_t j = 0; j < FIT_SHM_MAX_NODES / 2; j++) {
+        t->c[j][l] = j < n / 2 ? (float)c64[j] : 0.0f;
+        t->on[j][l] = j < n / 2 ? 1.0f : 0.0f;
+    }
+    t->inv_n[l] = 1.0f / (float)n;
+    t->half_max = 0;
+    for (int k = 0; k < W; k++)
+        if (t->nodes[k] / 2 > t->half_max)
+            t->half_max = t->nodes[k] / 2;
+}
+
+/*
+ * Model, Jacobian and the sums at parameters p for all lanes. yt: the data,
+ * transposed (sample i of lane l at yt[i][l]); ws: scratch of 4*size vectors.
+ */
+AI void evaluate(int model, int mle, const struct fit_job *j, const vf *p, const vf *yt, vf *ws,
+                 const struct shm_tab *tab, struct acc *a)
+{
+    const uint32_t n = j->n_points;
+    switch (model) {
+    case RTD_FIT_GAUSS_1D: {
+        acc_zero(a, 4);
+        vf is2 = 1.0f / (p[2] * p[2]), is3 = is2 / p[2];
+        for (uint32_t i = 0; i < n; i++) {
+            vf dx = (float)i - p[1];
+            vf dx2 = dx * dx;
+            vf e = vexp(-0.5f * dx2 * is2, -87.0f);
+            vf ae = p[0] * e;
+            vf d[4] = {e, ae * dx * is2, ae * dx2 * is3, vb(1.0f)};
+            acc_point(a, 4, mle, ae + p[3], yt[i], d);
+        }
+        break;
+    }
+    case RTD_FIT_GAUSS_2D: {
+        acc_zero(a, 5);
+        const uint32_t S = j->size;
+        vf is2 = 1.0f / (p[3] * p[3]), is3 = is2 / p[3];
+        vf *ex = ws, *ey = ws + S, *dxs = ws + 2 * S, *dys = ws + 3 * S;
+        /* separable: exp of a 2-D Gaussian is ex[ix] * ey[iy], 2 S exps instead of S^2;
+         * each factor is clamped at e^-40 so the product stays a normal float */
+        for (uint32_t k = 0; k < S; k++) {
+            dxs[k] = (float)k - p[1];
+            dys[k] = (float)k - p[2];
+            ex[k] = vexp(-0.5f * dxs[k] * dxs[k] * is2, -40.0f);
+            ey[k] = vexp(-0.5f * dys[k] * dys[k] * is2, -40.0f);
+        }
+        for (uint32_t iy = 0; iy < S; iy++) {
+            vf dy = dys[iy], dy2 = dy * dy;
+            for (uint32_t ix = 0; ix < S; ix++) {
+                vf dx = dxs[ix];
+                vf e = ex[ix] * ey[iy];
+                vf ae = e * p[0];
+                vf aei = ae * is2;
+                vf d[5] = {e, aei * dx, aei * dy, ae * (dx * dx + dy2) * is3, vb(1.0f)};
+                acc_point(a, 5, mle, ae + p[4], yt[iy * S + ix], d);
+            }
+        }
+        break;
+    }
+    case RTD_FIT_SHM_1D: {
+        acc_zero(a, 5);
+        vf A = p[2], s = p[3], is2 = 1.0f / (s * s), m2 = -0.5f * is2;
+        vf ix = tab->inv_n * is2, is3 = ix / s;
+        for (uint32_t i = 0; i < n; i++) {
+            vf u = (float)i - p[1];
+            vf k = vb(0.0f), kx = vb(0.0f), ka = vb(0.0f), ks = vb(0.0f);
+            for (uint32_t jn = 0; jn < tab->half_max; jn++) {
+                vf c = tab->c[jn], ac = A * c;
+                vf w1 = u - ac, w2 = u + ac;
+                vf e1 = vexp(m2 * w1 * w1, -87.0f) * tab->on[jn];
+                vf e2 = vexp(m2 * w2 * w2, -87.0f) * tab->on[jn];
+                vf t1 = e1 * w1, t2 = e2 * w2;
+                k += e1 + e2;
+                kx += t1 + t2;
+                ka += (t1 - t2) * c;
+                ks += t1 * w1 + t2 * w2;
+            }
+            k *= tab->inv_n;
+            vf d[5] = {k, p[0] * kx * ix, p[0] * ka * ix, p[0] * ks * is3, vb(1.0f)};
+            acc_point(a, 5, mle, p[0] * k + p[4], yt[i], d);
+        }
+        break;
+    }
+    default: { /* SHM_LEGACY */
+        acc_zero(a, 4);
+        vf R = p[1], A = p[2];
+        for (uint32_t i = 0; i < n; i++) {
+            vf dy = (float)i - p[0];
+            vf q = R * R - dy * dy;
+            vi in = q > 0.0f;
+            vf rs = 1.0f / VSQRT(vsel(in, q, vb(1.0f)));
+            vf t = A * rs * rs * rs;
+            vf zero = vb(0.0f);
+            vf d[4] = {vsel(in, -t * dy, zero), vsel(in, -t * R, zero), vsel(in, rs, zero),
+                       vb(1.0f)};
+            acc_point(a, 4, mle, vsel(in, A * rs, zero) + p[3], yt[i], d);
+        }
+        break;
+    }
+    }
+}
+
+/*
+ * Solve (h + diag(scale*lambda)) x = g for every lane by Cholesky on the packed
+ * upper triangle. Lanes whose matrix is not positive definite get sing = -1.
+ */
+AI void solve(int np, const vf *h, const vf *scale, vf lambda, const vf *g, vf *x, vi *sing)
+{
+    vf l[RTD_FIT_MAX_PARAMS][RTD_FIT_MAX_PARAMS];
+    vf inv[RTD_FIT_MAX_PARAMS];
+    vi bad = (vi){0};
+    int k = 0;
+    for (int i = 0; i < np; i++)
+        for (int jj = i; jj < np; jj++)
+            l[jj][i] = h[k++];
+    for (int i = 0; i < np; i++)
+        l[i][i] += scale[i] * lambda;
+    for (int c = 0; c < np; c++) {
+        vf s = l[c][c];
+        for (int m = 0; m < c; m++)
+            s -= l[c][m] * l[c][m];
+        bad |= ~(s > 0.0f);
+        s = vsel(s > 0.0f, s, vb(1.0f));
+        vf dd = VSQRT(s);
+        inv[c] = 1.0f / dd;
+        for (int r = c + 1; r < np; r++) {
+            vf t = l[r][c];
+            for (int m = 0; m < c; m++)
+                t -= l[r][m] * l[c][m];
+            l[r][c] = t * inv[c];
+        }
+    }
+    vf z[RTD_FIT_MAX_PARAMS];
+    for (int r = 0; r < np; r++) {
+        vf t = g[r];
+        for (int m = 0; m < r; m++)
+            t -= l[r][m] * z[m];
+        z[r] = t * inv[r];
+    }
+    for (int r = np - 1; r >= 0; r--) {
+        vf t = z[r];
+        for (int m = r + 1; m < np; m++)
+            t -= l[m][r] * x[m];
+        x[r] = t * inv[r];
+        /* NaN or Inf: x - x is not 0 */
+        bad |= ~((x[r] - x[r]) == 0.0f);
+    }
+    *sing = bad;
+}
+
+enum { LANE_IDLE = 0, LANE_INIT = 1, LANE_STEP = 2 };
+
+/* Everything one group of W fits carries between iterations. */
+struct lanes {
+    vf p[RTD_FIT_MAX_PARAMS], pc[RTD_FIT_MAX_PARAMS];
+    vf scale[RTD_FIT_MAX_PARAMS];
+    vf lambda, chi2;
+    struct acc cur; /* sums at the accepted parameters */
+    int phase[W];
+    uint32_t it[W];
+    size_t idx[W];
+    struct shm_tab tab;
+};
+
+static void finish(const struct fit_job *j, struct lanes *L, int l, int32_t state, int32_t iters,
+                   int from_init)
+{
+    const size_t np = (size_t)j->np, fi = L->idx[l];
+    for (size_t k = 0; k < np; k++)
+        j->params[fi * np + k] = from_init ? j->init[fi * np + k] : L->p[k][l];
+    if (j->states)
+        j->states[fi] = state;
+    if (j->iters)
+        j->iters[fi] = iters;
+    if (j->chi2)
+        j->chi2[fi] = from_init ? NAN : L->chi2[l];
+    L->phase[l] = LANE_IDLE;
+}
+
+/* Put the next fit of [*next, end) into lane l (fits with bad input are answered at once). */
+static void refill(const struct fit_job *j, struct lanes *L, vf *yt, int l, size_t *next,
+                   size_t end)
+{
+    const uint32_t n = j->n_points;
+    const int np = j->np;
+    while (*next < end) {
+        size_t fi = (*next)++;
+        const float *y = j->data + fi * n;
+        const float *p0 = j->init + fi * (size_t)np;
+        int bad = 0;
+        for (int k = 0; k < np; k++)
+            bad |= !isfinite(p0[k]);
+        for (uint32_t i = 0; i < n && !bad; i++)
+            bad |= !isfinite(y[i]);
+        if (j->model != RTD_FIT_SHM_LEGACY && p0[j->model == RTD_FIT_GAUSS_1D ? 2 : 3] == 0.0f)
+            bad = 1;
+        L->idx[l] = fi;
+        if (bad) {
+            finish(j, L, l, RTD_FIT_BAD_INPUT, 0, 1);
+            continue;
+        }
+        for (uint32_t i = 0; i < n; i++)
+            yt[i][l] = y[i];
+        for (int k = 0; k < np; k++)
+            L->pc[k][l] = p0[k];
+        if (j->model == RTD_FIT_SHM_1D) {
+            if (L->pc[2][l] == 0.0f)
+                L->pc[2][l] = 0.25f * fabsf(L->pc[3][l]);
+            shm_set_lane(
+                &L->tab, l,
+                fit_shm_nodes_pick(j->shm_nodes, (double)L->pc[2][l], (double)L->pc[3][l], 0));
+        }
+        L->phase[l] = LANE_INIT;
+        return;
+    }
+    /* No work left: park the lane on harmless values (it is computed, never read). */
+    for (uint32_t i = 0; i < n; i++)
+        yt[i][l] = 1.0f;
+    for (int k = 0; k < np; k++)
+        L->pc[k][l] = 1.0f;
+    L->phase[l] = LANE_IDLE;
+}
+
+AI int run_kernel(const struct fit_job *j, size_t begin, size_t end, const int model, const int mle)
+{
+    const int np = j->np;
+    const uint32_t n = j->n_points;
+    const double tol = (double)j->tol;
+    vf *yt = aligned_alloc(sizeof(vf), sizeof(vf) * ((size_t)n + 4u * (size_t)j->size + 4u));
+    struct lanes *L = aligned_alloc(sizeof(vf), (sizeof(struct lanes) + sizeof(vf) - 1) /
+                                                    sizeof(vf) * sizeof(vf));
+    if (!yt || !L) {
+        free(yt);
+        free(L);
+        return -ENOMEM;
+    }
+    vf *ws = yt + n;
+    memset(L, 0, sizeof(*L));
+    size_t next = begin;
+    for (int l = 0; l < W; l++) {
+        if (model == RTD_FIT_SHM_1D)
+            shm_set_lane(&L->tab, l, 8);
+        refill(j, L, yt, l, &next, end);
+    }
+    struct acc a;
+    for (;;) {
+        int active = 0;
+        for (int l = 0; l < W; l++)
+            active += L->phase[l] != LANE_IDLE;
+        if (!active)
+            break;
+
+        /* 1. stepping lanes: the damped step from the accepted parameters */
+        int stepping = 0;
+        for (int l = 0; l < W; l++)
+            stepping |= L->phase[l] == LANE_STEP;
+        if (stepping) {
+            vf delta[RTD_FIT_MAX_PARAMS];
+            vi sing;
+            for (int k = 0; k < np; k++) {
+                vf diag = L->cur.h[k * np - k * (k - 1) / 2];
+                L->scale[k] = vmax(L->scale[k], diag);
+            }
+            solve(np, L->cur.h, L->scale, L->lambda, L->cur.g, delta, &sing);
+            for (int l = 0; l < W; l++) {
+                if (L->phase[l] != LANE_STEP)
+                    continue;
+                if (sing[l]) {
+                    finish(j, L, l, RTD_FIT_SINGULAR, (int32_t)L->it[l], 0);
+                    refill(j, L, yt, l, &next, end);
+                    continue;
+                }
+                for (int k = 0; k < np; k++)
+                    L->pc[k][l] = L->p[k][l] + delta[k][l];
+                if (model == RTD_FIT_SHM_1D) {
+                    uint32_t nn = fit_shm_nodes_pick(j->shm_nodes, (double)L->pc[2][l],
+                                                     (double)L->pc[3][l], L->tab.nodes[l]);
+                    if (nn != L->tab.nodes[l])
+                        shm_set_lane(&L->tab, l, nn);
+                }
+            }
+        }
+
+        /* 2. model, chi2 and sums at the candidates of every lane */
+        evaluate(model, mle, j, L->pc, yt, ws, &L->tab, &a);
+
+        /* 3. per lane: accept or reject, convergence, end of fit */
+        for (int l = 0; l < W; l++) {
+            if (L->phase[l] == LANE_IDLE)
+                continue;
+            if (L->phase[l] == LANE_INIT) {
+                if (a.bad[l]) {
+                    finish(j, L, l, RTD_FIT_NEG_CURVATURE_MLE, 0, 1);
+                    refill(j, L, yt, l, &next, end);
+                    continue;
+                }
+                for (int k = 0; k < np; k++) {
+                    L->p[k][l] = L->pc[k][l];
+                    L->scale[k][l] = 0.0f;
+                    L->cur.g[k][l] = a.g[k][l];
+                }
+                for (int k = 0; k < np * (np + 1) / 2; k++)
+                    L->cur.h[k][l] = a.h[k][l];
+                L->chi2[l] = a.chi2[l];
+                L->lambda[l] = 0.001f;
+                L->it[l] = 0;
+                L->phase[l] = LANE_STEP;
+                continue;
+            }
+            uint32_t it = ++L->it[l];
+            if (a.bad[l]) {
+                finish(j, L, l, RTD_FIT_NEG_CURVATURE_MLE, (int32_t)it, 0);
+                refill(j, L, yt, l, &next, end);
+                continue;
+            }
+            double c_new = (double)a.chi2[l], c_old = (double)L->chi2[l];
+            int conv = fabs(c_new - c_old) < fmax(tol, tol * fabs(c_new));
+            if (c_new < c_old) {
+                for (int k = 0; k < np; k++) {
+                    L->p[k][l] = L->pc[k][l];
+                    L->cur.g[k][l] = a.g[k][l];
+                }
+                for (int k = 0; k < np * (np + 1) / 2; k++)
+                    L->cur.h[k][l] = a.h[k][l];
+                L->chi2[l] = a.chi2[l];
+                L->lambda[l] *= 0.1f;
+            } else {
+                L->lambda[l] *= 10.0f;
+            }
+            if (conv || it >= j->max_iter) {
+                finish(j, L, l, conv ? RTD_FIT_CONVERGED : RTD_FIT_MAX_ITERATION, (int32_t)it, 0);
+                refill(j, L, yt, l, &next, end);
+            }
+        }
+    }
+    free(yt);
+    free(L);
+    return 0;
+}
+
+/* One specialised loop per model and estimator, so every branch above folds away. */
+static int KERNEL_NAME(const struct fit_job *j, size_t begin, size_t end)
+{
+    const int mle = j->estimator == RTD_FIT_MLE;
+    switch (j->model) {
+    case RTD_FIT_GAUSS_1D:
+        return mle ? run_kernel(j, begin, end, RTD_FIT_GAUSS_1D, 1)
+                   : run_kernel(j, begin, end, RTD_FIT_GAUSS_1D, 0);
+    case RTD_FIT_GAUSS_2D:
+        return mle ? run_kernel(j, begin, end, RTD_FIT_GAUSS_2D, 1)
+                   : run_kernel(j, begin, end, RTD_FIT_GAUSS_2D, 0);
+    case RTD_FIT_SHM_1D:
+        return mle ? run_kernel(j, begin, end, RTD_FIT_SHM_1D, 1)
+                   : run_kernel(j, begin, end, RTD_FIT_SHM_1D, 0);
+    default:
+        return mle ? run_kernel(j, begin, end, RTD_FIT_SHM_LEGACY, 1)
+                   : run_kernel(j, begin, end, RTD_FIT_SHM_LEGACY, 0);
+    }
+}
