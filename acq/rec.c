@@ -191,6 +191,7 @@ static int writer_reap(struct rtd_rec_writer *w, int wait)
                 rtd_log(RTD_LOG_ERR, "recording %s: write failed: %s", w->path, strerror(-res));
             w->err = res;
             c->busy = 0;
+            c->used = 0;
         } else {
             c->done += (size_t)res;
             if (c->done < c->used && res > 0) {
@@ -201,6 +202,7 @@ static int writer_reap(struct rtd_rec_writer *w, int wait)
                 io_uring_submit(&w->ring);
             } else {
                 c->busy = 0;
+                c->used = 0; /* free for the next records */
             }
         }
         rc = io_uring_peek_cqe(&w->ring, &cqe);
@@ -236,10 +238,7 @@ static int writer_room(struct rtd_rec_writer *w, size_t need)
         writer_submit_cur(w);
     writer_reap(w, 0);
     c = &w->chunk[w->cur];
-    if (c->busy)
-        return -ENOBUFS;
-    c->used = 0;
-    return 0;
+    return c->busy ? -ENOBUFS : 0;
 }
 
 static int writer_put(struct rtd_rec_writer *w, uint16_t type, uint16_t flags, uint64_t mono,

@@ -122,7 +122,8 @@ static void test_reassembly(void)
             t_sleep_ms(1);
     }
     settle();
-    CHECK(per_client[7] == 200, "split stream: %llu of 200 packets", (unsigned long long)per_client[7]);
+    CHECK(per_client[7] == 200, "split stream: %llu of 200 packets",
+          (unsigned long long)per_client[7]);
     uint8_t want[512];
     make_pkt(want, 7, 199, 8 + (199 * 8) % 200);
     CHECK(last_len[7] == 8 + (199 * 8) % 200 &&
@@ -234,10 +235,11 @@ int main(void)
     char ps[16], fs[16];
     snprintf(ps, sizeof ps, "%d", port);
     snprintf(fs, sizeof fs, "%d", port + 1);
-    char *acq_argv[] = {ACQ_BIN,   "--instance",  inst, "--packet-port",       ps,
-                        "--frame-port", fs,       "--source", "none", "--packet-ring-bytes",
-                        "4194304", "--max-clients", "4", "--max-payload", "256",
-                        "--duration", "60", "--quiet", NULL};
+    char *acq_argv[] = {
+        ACQ_BIN, "--instance",    inst,   "--packet-port",       ps,        "--frame-port",
+        fs,      "--source",      "none", "--packet-ring-bytes", "4194304", "--max-clients",
+        "4",     "--max-payload", "256",  "--duration",          "60",      "--quiet",
+        NULL};
     pid_t acq = t_spawn(acq_argv, NULL);
     if (acq < 0 || t_wait_acq(inst, acq, 10000))
         return 1;

@@ -25,8 +25,7 @@ static void drain(struct rtd_consumer *c, struct seen *s, uint32_t base_tcp, uin
         const struct rtd_acq_pkt *p = rtd_pkt_payload(h);
         uint32_t k = p->client >= base_udp ? p->client - base_udp + CLIENTS : p->client - base_tcp;
         int ok = h->type == RTD_ACQ_REC_PACKET && h->len == sizeof *p + 32 && p->len == 32 &&
-                 k < 2 * CLIENTS && p->seq == s->next_seq[k] && p->ts_ns != 0 &&
-                 h->ts_mono_ns != 0;
+                 k < 2 * CLIENTS && p->seq == s->next_seq[k] && p->ts_ns != 0 && h->ts_mono_ns != 0;
         if (ok) {
             double v[4];
             memcpy(v, p->payload, sizeof v);
@@ -34,8 +33,8 @@ static void drain(struct rtd_consumer *c, struct seen *s, uint32_t base_tcp, uin
                 ok &= isfinite(v[i]) && fabs(v[i]) < 2.0;
         }
         if (!ok && s->bad++ < 5)
-            fprintf(stderr, "bad record: type %u len %u client %u seq %llu (want %llu)\n",
-                    h->type, h->len, p->client, (unsigned long long)p->seq,
+            fprintf(stderr, "bad record: type %u len %u client %u seq %llu (want %llu)\n", h->type,
+                    h->len, p->client, (unsigned long long)p->seq,
                     (unsigned long long)(k < 2 * CLIENTS ? s->next_seq[k] : 0));
         if (k < 2 * CLIENTS)
             s->next_seq[k] = p->seq + 1;
@@ -81,9 +80,10 @@ int main(void)
     snprintf(out, sizeof out, "/tmp/%s.sim.json", inst);
     char fport[16];
     snprintf(fport, sizeof fport, "%d", p + 1);
-    char *acq_argv[] = {ACQ_BIN,        "--instance", inst,   "--packet-port", port,
-                        "--frame-port", fport,        "--source", "none", "--packet-ring-bytes",
-                        "8388608",      "--duration", "60",   "--quiet",       NULL};
+    char *acq_argv[] = {
+        ACQ_BIN,        "--instance", inst,       "--packet-port", port,
+        "--frame-port", fport,        "--source", "none",          "--packet-ring-bytes",
+        "8388608",      "--duration", "60",       "--quiet",       NULL};
     pid_t acq = t_spawn(acq_argv, NULL);
     if (acq < 0 || t_wait_acq(inst, acq, 10000))
         return 1;
@@ -98,19 +98,19 @@ int main(void)
     struct seen s;
     memset(&s, 0, sizeof s);
 
-    char *tcp_argv[] = {CLI_BIN,   "sim",      "packets", "--port",   port,       "--clients",
-                        "50",      "--rate",   "2000",    "--batch",  "40",       "--size",
-                        "32",      "--duration", "2",     "--client-base", "1000", "--json",
+    char *tcp_argv[] = {CLI_BIN, "sim",        "packets", "--port",        port,   "--clients",
+                        "50",    "--rate",     "2000",    "--batch",       "40",   "--size",
+                        "32",    "--duration", "2",       "--client-base", "1000", "--json",
                         NULL};
     long long sent_tcp = run_sim(c, &s, tcp_argv, out);
     CHECK((long long)s.count == sent_tcp, "TCP: received %llu of %lld packets",
           (unsigned long long)s.count, sent_tcp);
     uint64_t before_udp = s.count;
 
-    char *udp_argv[] = {CLI_BIN,   "sim",      "packets", "--port",   port,       "--clients",
-                        "10",      "--rate",   "2000",    "--batch",  "20",       "--size",
-                        "32",      "--duration", "1",     "--client-base", "5000", "--udp",
-                        "--json",  NULL};
+    char *udp_argv[] = {CLI_BIN,  "sim",        "packets", "--port",        port,   "--clients",
+                        "10",     "--rate",     "2000",    "--batch",       "20",   "--size",
+                        "32",     "--duration", "1",       "--client-base", "5000", "--udp",
+                        "--json", NULL};
     long long sent_udp = run_sim(c, &s, udp_argv, out);
     CHECK((long long)(s.count - before_udp) == sent_udp, "UDP: received %llu of %lld packets",
           (unsigned long long)(s.count - before_udp), sent_udp);
