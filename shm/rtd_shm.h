@@ -39,6 +39,8 @@ int rtd_shm_name(char *out, size_t cap, const char *instance, const char *ring);
 /* Call fn for every segment of an instance found in /dev/shm (ring is the part after the instance).
  */
 int rtd_shm_list(const char *instance, void (*fn)(const char *ring, void *arg), void *arg);
+/* 1 if the process exists and is not a zombie (liveness of creators, consumers, members). */
+int rtd_shm_pid_alive(int32_t pid);
 /* Remove every segment of an instance whose creator is dead (or all with force). Count removed or
  * -errno. */
 int rtd_shm_cleanup(const char *instance, int force);
@@ -70,6 +72,8 @@ int rtd_ring_create(struct rtd_ring **out, const char *instance, const char *nam
                     const struct rtd_ring_config *cfg);
 /* Map an existing ring read-write (consumers write their cursors). */
 int rtd_ring_attach(struct rtd_ring **out, const char *instance, const char *name);
+/* Map read-only, for tools that only look (rtdaq stat): no consumers, no producing. */
+int rtd_ring_attach_readonly(struct rtd_ring **out, const char *instance, const char *name);
 /* Unmap. The creator's close also unlinks the segment. */
 void rtd_ring_close(struct rtd_ring *r);
 /* The mapped header, for tools that print it (rtdaq stat). */

@@ -149,7 +149,7 @@ int rtd_ring_create(struct rtd_ring **out, const char *instance, const char *nam
     return 0;
 }
 
-int rtd_ring_attach(struct rtd_ring **out, const char *instance, const char *name)
+static int ring_attach(struct rtd_ring **out, const char *instance, const char *name, bool writable)
 {
     char shm_name[RTD_SHM_NAME_MAX];
     int rc = rtd_shm_name(shm_name, sizeof shm_name, instance, name);
@@ -158,7 +158,7 @@ int rtd_ring_attach(struct rtd_ring **out, const char *instance, const char *nam
     struct rtd_ring *r = calloc(1, sizeof *r);
     if (!r)
         return -ENOMEM;
-    rc = rtd_seg_attach(&r->seg, shm_name, RTD_MAGIC_RING, RTD_SEG_RING, true);
+    rc = rtd_seg_attach(&r->seg, shm_name, RTD_MAGIC_RING, RTD_SEG_RING, writable);
     if (rc) {
         free(r);
         return rc;
@@ -182,6 +182,16 @@ int rtd_ring_attach(struct rtd_ring **out, const char *instance, const char *nam
     ring_bind(r);
     *out = r;
     return 0;
+}
+
+int rtd_ring_attach(struct rtd_ring **out, const char *instance, const char *name)
+{
+    return ring_attach(out, instance, name, true);
+}
+
+int rtd_ring_attach_readonly(struct rtd_ring **out, const char *instance, const char *name)
+{
+    return ring_attach(out, instance, name, false);
 }
 
 void rtd_ring_close(struct rtd_ring *r)

@@ -98,6 +98,11 @@ bool rtd_pid_dead(pid_t pid)
     return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
 }
 
+int rtd_shm_pid_alive(int32_t pid)
+{
+    return pid > 0 && !rtd_pid_dead(pid);
+}
+
 int rtd_futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t timeout_ns)
 {
     struct timespec ts = {.tv_sec = (time_t)(timeout_ns / 1000000000u),
@@ -216,8 +221,9 @@ int rtd_seg_attach(struct rtd_seg *s, const char *name, uint64_t magic, uint32_t
         return -EBADMSG;
     }
     size_t len = (size_t)st.st_size;
-    void *base =
-        mmap(NULL, len, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED | MAP_POPULATE, fd, 0);
+    /* Readers that only look (tools) skip populating: a ring may be hundreds of MB. */
+    void *base = mmap(NULL, len, PROT_READ | (writable ? PROT_WRITE : 0),
+                      MAP_SHARED | (writable ? MAP_POPULATE : 0), fd, 0);
     int err = errno;
     close(fd);
     if (base == MAP_FAILED)
