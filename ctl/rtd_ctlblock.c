@@ -264,6 +264,7 @@ uint64_t rtd_ctlblock_generation(const struct rtd_ctlblock *b)
 void rtd_ctlblock_read(const struct rtd_ctlblock *b, struct rtd_ctl_snapshot *o)
 {
     struct rtd_ctlblock_shm *s = b->shm;
+    memset(o, 0, sizeof *o); /* padding too: snapshots compare with memcmp */
     for (;;) {
         /* R1: pairs with W2; an even value means the words below are complete. */
         uint64_t s1 = atomic_load_explicit(&s->seq, memory_order_acquire);
