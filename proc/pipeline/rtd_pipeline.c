@@ -662,15 +662,187 @@ static int fit_outside(double x0, double sigma, double amp, int size)
     return !(x0 >= -0.5 && x0 <= size - 0.5) || !(sigma > 0.3 && sigma < size) || !(amp > 0);
 }
 
+static void load_roi(const uint16_t *frame, size_t stride, int ox, int oy, int S, float *d)
+{
+    for (int r = 0; r < S; r++) {
+        const uint16_t *src = frame + (size_t)(oy + r) * stride + (size_t)ox;
+        for (int q = 0; q < S; q++)
+            d[r * S + q] = (float)src[q];
+    }
+}
+
+static void set_ion_params(struct rtd_pipe_ion *ion, const float *q, float chi2, int32_t state)
+{
+    ion->amp = q[0];
+    ion->x = (double)q[1] + ion->roi_x0;
+    ion->y = (double)q[2] + ion->roi_y0;
+    ion->sigma = ion->sigma_y = fabs((double)q[3]);
+    ion->offset = q[4];
+    ion->chi2 = chi2;
+    ion->state = state;
+}
+
+/*
+ * Per-pixel noise of the raw frame (ADU): the MAD of differences of
+ * horizontal neighbours on every 8th row and 4th column, which the ions
+ * barely touch and a smooth background cancels.
+ */
+static double pixel_noise(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int fw, int fh)
+{
+    size_t n = 0;
+    for (int y = 4; y < fh && n + (size_t)fw / 4 < p->sample_cap; y += 8) {
+        const uint16_t *row = frame + (size_t)y * stride;
+        for (int x = 0; x + 1 < fw; x += 4)
+            p->sample[n++] = fabsf((float)row[x] - (float)row[x + 1]);
+    }
+    if (n == 0)
+        return 1.0;
+    /* MAD of a difference of two N(0, s) values is 0.6745 * sqrt(2) * s. */
+    return (double)select_kth(p->sample, n, n / 2) / (0.6745 * 1.4142135623730951) + 1e-3;
+}
+
+/*
+ * Blends. Two ions closer than the blur can separate (~2 sigma_eff = 5.7 px)
+ * give one peak, and one Gaussian fitted to them leaves a positive residual
+ * lobe over each ion (or, when the fit sat on the brighter one, over the
+ * other). Where the largest residual of a converged fit stands
+ * out of the noise (6 sigma of the frame's pixel noise, and 15 % of the
+ * fitted amplitude) and away from its centre, the ion is split in two: one at the
+ * residual peak, the other mirrored through the fitted centre if the fit was
+ * widened, else left where it was. The de-blending
+ * passes then fit each with the other subtracted. Returns the splits made.
+ */
+static int split_blends(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int fw, int fh,
+                        struct rtd_pipe_ion *ions, int *npk_io, int lim)
+{
+    const struct rtd_pipe_config *c = &p->cfg;
+    const int S = c->roi_w, n0 = *npk_io;
+    const size_t npx = (size_t)S * (size_t)S;
+    int npk = n0, nsplit = 0;
+    double noise = -1;
+    for (int i = 0; i < n0 && npk < lim; i++) {
+        struct rtd_pipe_ion *a = &ions[i];
+        if (a->state != 0 || fit_outside(a->x - a->roi_x0, a->sigma, a->amp, S))
+            continue;
+        const float *d = p->data + (size_t)i * npx;
+        double inv = -0.5 / (a->sigma * a->sigma), best = 0;
+        int bx = 0, by = 0;
+        for (int r = 0; r < S; r++) {
+            double dy = a->roi_y0 + r - a->y;
+            for (int q = 0; q < S; q++) {
+                double dx = a->roi_x0 + q - a->x;
+                double res =
+                    (double)d[r * S + q] - a->offset - a->amp * exp((dx * dx + dy * dy) * inv);
+                if (res > best) {
+                    best = res;
+                    bx = q;
+                    by = r;
+                }
+            }
+        }
+        double ax = a->roi_x0 + bx, ay = a->roi_y0 + by;
+        if (best < 0.15 * a->amp || hypot(ax - a->x, ay - a->y) < 1.5)
+            continue;
+        /* The fit's own chi2 is inflated by the blend: measure the pixel noise on the frame. */
+        if (noise < 0)
+            noise = pixel_noise(p, frame, stride, fw, fh);
+        if (best < 6.0 * noise)
+            continue;
+        const float sg = c->sigma_guess;
+        /* A fit between the two (widened) is mirrored; a fit that sat on one ion stays. */
+        double mx = a->x, my = a->y;
+        if (a->sigma > 1.25 * (double)sg) {
+            mx = 2 * a->x - ax;
+            my = 2 * a->y - ay;
+        }
+        /* The mirrored ion keeps this ROI; the new one gets its own around the residual peak. */
+        float *in = p->params + (size_t)i * 5;
+        in[0] = (float)(0.6 * a->amp);
+        in[1] = (float)(mx - a->roi_x0);
+        in[2] = (float)(my - a->roi_y0);
+        in[3] = sg;
+        set_ion_params(a, in, (float)a->chi2, 0);
+        struct rtd_pipe_ion *b = &ions[npk];
+        *b = *a;
+        int shx, shy;
+        b->peak_x = (int)lrint(ax);
+        b->peak_y = (int)lrint(ay);
+        b->roi_x0 = roi_origin(b->peak_x, S, fw, &shx);
+        b->roi_y0 = roi_origin(b->peak_y, S, fh, &shy);
+        b->flags = (shx || shy) ? RTD_ION_EDGE : 0;
+        load_roi(frame, stride, b->roi_x0, b->roi_y0, S, p->data + (size_t)npk * npx);
+        float *bn = p->params + (size_t)npk * 5;
+        bn[0] = (float)best;
+        bn[1] = (float)(ax - b->roi_x0);
+        bn[2] = (float)(ay - b->roi_y0);
+        bn[3] = sg;
+        bn[4] = (float)a->offset;
+        set_ion_params(b, bn, (float)a->chi2, 0);
+        npk++;
+        nsplit++;
+    }
+    *npk_io = npk;
+    return nsplit;
+}
+
+/* One de-blending pass: each ion of map[0..nre) refitted with every neighbour's model removed. */
+static int deblend_pass(struct rtd_pipe *p, struct rtd_pipe_ion *ions, int npk, int nre)
+{
+    const struct rtd_pipe_config *c = &p->cfg;
+    const int S = c->roi_w;
+    const size_t npx = (size_t)S * (size_t)S;
+    for (int k = 0; k < nre; k++) {
+        int i = p->map[k];
+        const struct rtd_pipe_ion *a = &ions[i];
+        float *d = p->data2 + (size_t)k * npx;
+        memcpy(d, p->data + (size_t)i * npx, sizeof(float) * npx);
+        for (int j = 0; j < npk; j++) {
+            const struct rtd_pipe_ion *b = &ions[j];
+            if (j == i || !(b->amp > 0) || !(b->sigma > 0.3) || b->sigma > S ||
+                hypot(b->x - a->x, b->y - a->y) < (double)c->dup_dist)
+                continue;
+            double inv = -0.5 / (b->sigma * b->sigma);
+            for (int r = 0; r < S; r++) {
+                double dy = a->roi_y0 + r - b->y;
+                for (int q = 0; q < S; q++) {
+                    double dx = a->roi_x0 + q - b->x;
+                    d[r * S + q] -= (float)(b->amp * exp((dx * dx + dy * dy) * inv));
+                }
+            }
+        }
+        float *in = p->init2 + (size_t)k * 5;
+        in[0] = (float)a->amp;
+        in[1] = (float)(a->x - a->roi_x0);
+        in[2] = (float)(a->y - a->roi_y0);
+        in[3] = (float)a->sigma;
+        in[4] = (float)a->offset;
+    }
+    int rc = run_fits(c, RTD_FIT_GAUSS_2D, (int)npx, (size_t)nre, p->data2, p->init2, p->params2,
+                      p->states2, p->iters2, p->chi2b);
+    if (rc < 0)
+        return rc;
+    for (int k = 0; k < nre; k++) {
+        const float *q = p->params2 + (size_t)k * 5;
+        if (p->states2[k] != 0 || fit_outside(q[1], q[3], q[0], S) ||
+            fit_outside(q[2], q[3], q[0], S))
+            continue; /* keep the previous values when the refit went astray */
+        struct rtd_pipe_ion *ion = &ions[p->map[k]];
+        set_ion_params(ion, q, p->chi2b[k], p->states2[k]);
+        ion->iters += p->iters2[k];
+    }
+    return 0;
+}
+
 /*
  * Static analysis: GAUSS_2D per ROI. Overlapping neighbours are subtracted
  * with their first-pass parameters and the ROI is fitted again, which removes
  * most of the pull a close neighbour's tail has on the centre.
  */
 static int fit_static(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int fw, int fh,
-                      int wx0, int wy0, int win_w, int win_h, int npk, float bg, uint64_t fid,
-                      struct rtd_pipe_ion *ions, struct rtd_pipe_frame_stats *st)
+                      int wx0, int wy0, int win_w, int win_h, int *npk_io, int lim, float bg,
+                      uint64_t fid, struct rtd_pipe_ion *ions, struct rtd_pipe_frame_stats *st)
 {
+    int npk = *npk_io;
     const struct rtd_pipe_config *c = &p->cfg;
     const int S = c->roi_w;
     const size_t npx = (size_t)S * (size_t)S;
@@ -722,6 +894,8 @@ static int fit_static(struct rtd_pipe *p, const uint16_t *frame, size_t stride, 
         ion->state = p->states[i];
         ion->iters = p->iters[i];
     }
+    int nsplit = c->deblend ? split_blends(p, frame, stride, fw, fh, ions, &npk, lim) : 0;
+    *npk_io = npk;
     /* Overlap: another ion's light reaches into this ROI (centre within S/2 + 2 sigma). */
     int nre = 0;
     for (int i = 0; i < npk; i++) {
@@ -741,46 +915,12 @@ static int fit_static(struct rtd_pipe *p, const uint16_t *frame, size_t stride, 
         if ((a->flags & RTD_ION_OVERLAP) && c->deblend)
             p->map[nre++] = i;
     }
-    if (nre > 0) {
-        for (int k = 0; k < nre; k++) {
-            int i = p->map[k];
-            const struct rtd_pipe_ion *a = &ions[i];
-            float *d = p->data2 + (size_t)k * npx;
-            memcpy(d, p->data + (size_t)i * npx, sizeof(float) * npx);
-            for (int j = 0; j < npk; j++) {
-                const struct rtd_pipe_ion *b = &ions[j];
-                if (j == i || !(b->amp > 0) || !(b->sigma > 0.3) || b->sigma > S ||
-                    hypot(b->x - a->x, b->y - a->y) < (double)c->dup_dist)
-                    continue;
-                double inv = -0.5 / (b->sigma * b->sigma);
-                for (int r = 0; r < S; r++) {
-                    double dy = a->roi_y0 + r - b->y;
-                    for (int q = 0; q < S; q++) {
-                        double dx = a->roi_x0 + q - b->x;
-                        d[r * S + q] -= (float)(b->amp * exp((dx * dx + dy * dy) * inv));
-                    }
-                }
-            }
-            memcpy(p->init2 + (size_t)k * 5, p->params + (size_t)i * 5, sizeof(float) * 5);
-        }
-        rc = run_fits(c, RTD_FIT_GAUSS_2D, (int)npx, (size_t)nre, p->data2, p->init2, p->params2,
-                      p->states2, p->iters2, p->chi2b);
+    /* Split blends start from rough guesses: a few passes let the pair settle together. */
+    const int passes = nsplit ? 4 : 1;
+    for (int pass = 0; pass < passes && nre > 0; pass++) {
+        rc = deblend_pass(p, ions, npk, nre);
         if (rc < 0)
             return rc;
-        for (int k = 0; k < nre; k++) {
-            const float *q = p->params2 + (size_t)k * 5;
-            if (p->states2[k] != 0 || fit_outside(q[1], q[3], q[0], S))
-                continue; /* keep the first pass when the refit went astray */
-            struct rtd_pipe_ion *ion = &ions[p->map[k]];
-            ion->amp = q[0];
-            ion->x = (double)q[1] + ion->roi_x0;
-            ion->y = (double)q[2] + ion->roi_y0;
-            ion->sigma = ion->sigma_y = fabs((double)q[3]);
-            ion->offset = q[4];
-            ion->chi2 = p->chi2b[k];
-            ion->state = p->states2[k];
-            ion->iters += p->iters2[k];
-        }
     }
     for (int i = 0; i < npk; i++) {
         struct rtd_pipe_ion *ion = &ions[i];
@@ -937,8 +1077,8 @@ int rtd_pipe_process(struct rtd_pipe *p, const uint16_t *frame, int width, int h
     const uint64_t t1 = rtd_now_ns();
     if (npk > 0) {
         if (c->analysis == RTD_PIPE_STATIC)
-            rc = fit_static(p, frame, stride, width, height, wx0, wy0, wx1 - wx0, wy1 - wy0, npk,
-                            st.background, frame_id, ions, &st);
+            rc = fit_static(p, frame, stride, width, height, wx0, wy0, wx1 - wx0, wy1 - wy0, &npk,
+                            lim, st.background, frame_id, ions, &st);
         else
             rc = fit_shm(p, frame, stride, width, height, wx0, wy0, wx1 - wx0, wy1 - wy0, npk,
                          st.background, frame_id, ions, &st);
