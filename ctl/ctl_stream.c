@@ -21,6 +21,9 @@
 #include "ctl_internal.h"
 #include "rtd_shm.h"
 #include "rtd_util.h"
+#ifdef RTD_CTL_HAVE_RESULTS
+#include "rtd_results.h"
+#endif
 
 #define MAX_FOLLOW 32
 #define BUDGET     4096 /* records per ring per poll: keeps the control socket responsive */
@@ -33,6 +36,10 @@ struct follow {
     struct rtd_ring *ring;
     struct rtd_consumer *cons;
     uint64_t records, lapped_seen, frames_seen, last_frame_ns;
+    /* fits: the ions of the frame being collected (until its summary record). */
+    unsigned char *ions;
+    size_t n_ions, cap_ions;
+    uint64_t ions_frame_seq;
 };
 
 struct ctl_stream {
@@ -81,6 +88,7 @@ static void unfollow(struct ctl *c, struct follow *f, const char *reason)
         rtd_consumer_close(f->cons);
     if (f->ring)
         rtd_ring_close(f->ring);
+    free(f->ions);
     memset(f, 0, sizeof *f);
 }
 
@@ -206,17 +214,127 @@ static void note_lapped(struct ctl *c, struct follow *f, json_t *h)
     json_object_set_new(h, "lapped", json_integer((json_int_t)lap));
 }
 
+#ifdef RTD_CTL_HAVE_RESULTS
+/*
+ * Decoded results (rtd_results.h): one "fits" message per frame, header = the
+ * frame summary, payload = its ions (struct rtd_res_ion, 64 B each); one
+ * "wavelet" message per band-power or coherence record, payload = the bands
+ * (float64). Returns 1 when the record was handled here.
+ */
+static int publish_result(struct ctl *c, struct follow *f, const struct rtd_pkt_hdr *rec)
+{
+    const void *p = rtd_pkt_payload(rec);
+    if (rec->type == RTD_RES_ION && rec->len >= sizeof(struct rtd_res_ion)) {
+        const struct rtd_res_ion *ion = p;
+        if (f->n_ions && ion->frame_seq != f->ions_frame_seq)
+            f->n_ions = 0; /* the previous frame's summary was lost (lapped) */
+        if (f->n_ions == f->cap_ions) {
+            size_t cap = f->cap_ions ? f->cap_ions * 2 : 64;
+            unsigned char *b = realloc(f->ions, cap * sizeof *ion);
+            if (!b)
+                return 1;
+            f->ions = b;
+            f->cap_ions = cap;
+        }
+        memcpy(f->ions + f->n_ions * sizeof *ion, ion, sizeof *ion);
+        f->n_ions++;
+        f->ions_frame_seq = ion->frame_seq;
+        return 1;
+    }
+    json_t *h;
+    const void *payload;
+    size_t len;
+    if (rec->type == RTD_RES_FRAME && rec->len >= sizeof(struct rtd_res_frame)) {
+        const struct rtd_res_frame *fr = p;
+        size_t n = f->n_ions && f->ions_frame_seq == fr->frame_seq ? f->n_ions : 0;
+        h = header(c, f, "data");
+        json_object_set_new(
+            h, "frame",
+            json_pack("{s:I, s:I, s:I, s:I, s:f, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, "
+                      "s:f, s:f, s:i, s:s, s:i, s:i, s:i}",
+                      "frame_seq", (json_int_t)fr->frame_seq, "frame_id", (json_int_t)fr->frame_id,
+                      "ts_mono_ns", (json_int_t)fr->ts_mono_ns, "ts_real_ns",
+                      (json_int_t)fr->ts_real_ns, "latency_s",
+                      fr->done_mono_ns > fr->ts_mono_ns
+                          ? (double)(fr->done_mono_ns - fr->ts_mono_ns) / 1e9
+                          : 0.0,
+                      "n_ions", (int)fr->n_ions, "n_converged", (int)fr->n_converged, "n_failed",
+                      (int)fr->n_failed, "n_duplicates", (int)fr->n_duplicates, "n_peaks",
+                      (int)fr->n_peaks, "t_detect_ns", (int)fr->t_detect_ns, "t_fit_ns",
+                      (int)fr->t_fit_ns, "t_total_ns", (int)fr->t_total_ns, "background",
+                      (double)fr->background, "noise", (double)fr->noise, "threshold",
+                      (double)fr->threshold, "worker", (int)fr->worker, "analysis",
+                      fr->analysis ? "shm" : "static", "flags", (int)fr->flags, "width",
+                      (int)fr->width, "height", (int)fr->height));
+        json_object_set_new(h, "ions", json_integer((json_int_t)n));
+        json_object_set_new(h, "ion_size", json_integer(sizeof(struct rtd_res_ion)));
+        json_object_set_new(h, "encoding", json_string("rtd_res_ion[ions], little-endian"));
+        payload = f->ions;
+        len = n * sizeof(struct rtd_res_ion);
+        f->n_ions = 0;
+    } else if (rec->type == RTD_RES_WPOWER && rec->len >= sizeof(struct rtd_res_wpower)) {
+        const struct rtd_res_wpower *w = p;
+        size_t nb = w->n_bands;
+        if (rec->len < sizeof *w + nb * 8)
+            return 0;
+        h = header(c, f, "data");
+        json_object_set_new(
+            h, "power",
+            json_pack("{s:i, s:i, s:I, s:I, s:I, s:i, s:i, s:f}", "client", (int)w->client,
+                      "n_bands", (int)nb, "last_seq", (json_int_t)w->last_seq, "last_ts_ns",
+                      (json_int_t)w->last_ts_ns, "done_mono_ns", (json_int_t)w->done_mono_ns,
+                      "window", (int)w->window, "hop", (int)w->hop, "dt", w->dt));
+        json_object_set_new(h, "encoding", json_string("float64[n_bands], little-endian"));
+        payload = w + 1;
+        len = nb * 8;
+    } else if (rec->type == RTD_RES_WCOH && rec->len >= sizeof(struct rtd_res_wcoh)) {
+        const struct rtd_res_wcoh *w = p;
+        size_t nb = w->n_bands;
+        if (rec->len < sizeof *w + nb * 8)
+            return 0;
+        h = header(c, f, "data");
+        json_object_set_new(h, "coherence",
+                            json_pack("{s:i, s:i, s:i, s:I, s:I, s:i, s:i, s:f}", "client_a",
+                                      (int)w->client_a, "client_b", (int)w->client_b, "n_bands",
+                                      (int)nb, "last_ts_ns", (json_int_t)w->last_ts_ns,
+                                      "done_mono_ns", (json_int_t)w->done_mono_ns, "window",
+                                      (int)w->window, "hop", (int)w->hop, "dt", w->dt));
+        json_object_set_new(h, "encoding", json_string("float64[n_bands], little-endian"));
+        payload = w + 1;
+        len = nb * 8;
+    } else {
+        return 0;
+    }
+    json_object_set_new(h, "record_type", json_integer(rec->type));
+    note_lapped(c, f, h);
+    ctl_publish(c, f->topic, h, len ? payload : "", len);
+    json_decref(h);
+    atomic_fetch_add_explicit(c->c_results_msgs, 1, memory_order_relaxed);
+    f->records++;
+    return 1;
+}
+#endif
+
 static int poll_packets(struct ctl *c, struct follow *f)
 {
-    int sent = 0;
+    int sent = 0, seen = 0;
     const struct rtd_pkt_hdr *rec;
     for (int k = 0; k < BUDGET && rtd_pkt_next(f->cons, &rec) == 0; k++) {
+        seen++;
+#ifdef RTD_CTL_HAVE_RESULTS
+        if (publish_result(c, f, rec)) {
+            sent++;
+            continue;
+        }
+#endif
+        /* A record type this build does not know: forwarded as it is. */
         json_t *h = header(c, f, "data");
         json_object_set_new(h, "record_seq", json_integer((json_int_t)rec->seq));
         json_object_set_new(h, "record_type", json_integer(rec->type));
         json_object_set_new(h, "flags", json_integer(rec->flags));
         json_object_set_new(h, "len", json_integer(rec->len));
         json_object_set_new(h, "ts_mono_ns", json_integer((json_int_t)rec->ts_mono_ns));
+        json_object_set_new(h, "encoding", json_string("raw record"));
         note_lapped(c, f, h);
         ctl_publish(c, f->topic, h, rtd_pkt_payload(rec), rec->len);
         json_decref(h);
@@ -224,7 +342,7 @@ static int poll_packets(struct ctl *c, struct follow *f)
         f->records++;
         sent++;
     }
-    if (sent)
+    if (seen)
         rtd_pkt_release(f->cons);
     return sent;
 }
