@@ -49,6 +49,7 @@ int acq_run_epoll(struct acq *a)
             rc = lfd < 0 ? lfd : ufd;
             goto out;
         }
+        fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK); /* accept until EAGAIN */
         ev.data.u64 = EP_LISTEN;
         epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
         ev.data.u64 = EP_UDP;

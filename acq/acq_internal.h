@@ -82,6 +82,9 @@ struct acq {
     struct rtd_ring *pring, *fring;
     struct rtd_stats *stats;
     struct rtd_hist *h_pkt, *h_frame;
+    /* Packet latency buckets counted locally (a locked add per packet costs ~7 % of a core
+     * at 10 M packets/s) and stored into the shared histogram every 100 ms. */
+    uint64_t lat_pkt[RTD_HIST_BUCKETS];
     uint64_t cnt[C_N];
     _Atomic uint64_t *shm_cnt[C_N];
     _Atomic uint64_t dummy;

@@ -33,8 +33,8 @@ void rtd_acq_config_defaults(struct rtd_acq_config *c)
     c->frame_timeout_ms = 100;
     c->cpu = -1;
     c->io = RTD_IO_URING;
-    c->recv_buf_size = 32768;
-    c->recv_buf_count = 1024;
+    c->recv_buf_size = 65536;
+    c->recv_buf_count = 512;
     c->udp_rcvbuf = 32u << 20;
 }
 
@@ -63,8 +63,8 @@ void rtd_acq_usage(FILE *out)
           "  --duration S           exit after S seconds\n"
           "  --frames N             stop the frame source after N frames\n"
           "  --io uring|epoll       receive back end (uring; epoll where io_uring is blocked)\n"
-          "  --recv-buf-size B      TCP provided-buffer size (32768)\n"
-          "  --recv-buf-count N     TCP provided buffers, power of two (1024)\n"
+          "  --recv-buf-size B      TCP provided-buffer size (65536)\n"
+          "  --recv-buf-count N     TCP provided buffers, power of two (512)\n"
           "  --quiet                log warnings and errors only\n",
           out);
 }

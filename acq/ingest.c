@@ -214,8 +214,10 @@ static void emit_packet(struct acq *a, struct acq_stream *s, const struct rtd_wi
         cl->rx++;
         cl->bytes += sizeof *h + h->len;
     }
-    if (a->now_real > h->ts_ns)
-        rtd_hist_record(a->h_pkt, a->now_real - h->ts_ns);
+    if (a->now_real > h->ts_ns) {
+        uint64_t ns = a->now_real - h->ts_ns;
+        a->lat_pkt[ns < 2 ? 0 : 63 - __builtin_clzll(ns)]++;
+    }
     struct rtd_acq_pkt pre = {.client = h->client, .len = h->len, .seq = h->seq, .ts_ns = h->ts_ns};
     uint32_t len = (uint32_t)sizeof pre + h->len;
     uint8_t *rec = reserve_record(a, len);
@@ -607,6 +609,12 @@ void acq_housekeeping(struct acq *a, int second)
     }
     for (int i = 0; i < C_N; i++)
         atomic_store_explicit(a->shm_cnt[i], a->cnt[i], memory_order_relaxed);
+    /* rtd_shm.h has no bulk add: acq is the histogram's only writer, so it stores its
+     * cumulative buckets into the slot that rtd_stats_hist() handed out (rtd_abi.h layout). */
+    struct rtd_hist_slot *hs = (struct rtd_hist_slot *)(void *)a->h_pkt;
+    for (int i = 0; i < RTD_HIST_BUCKETS; i++)
+        if (a->lat_pkt[i])
+            atomic_store_explicit(&hs->buckets[i], a->lat_pkt[i], memory_order_relaxed);
     for (uint32_t i = 0; i <= a->client_mask && a->n_clients; i++) {
         struct acq_client *c = &a->clients[i];
         if (!c->used)
