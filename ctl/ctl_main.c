@@ -636,8 +636,12 @@ cleanup_all:
     ctl_jobs_free(c);
     ctl_stats_free(c);
 cleanup_blk:
-    if (c->pub)
+    if (c->pub) {
+        /* Let the end-of-stream messages leave, but never hang on a stuck subscriber. */
+        int linger = 300;
+        zmq_setsockopt(c->pub, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(c->pub);
+    }
     if (c->router)
         zmq_close(c->router);
     rtd_ctlblock_close(c->blk);
