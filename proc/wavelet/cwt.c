@@ -337,6 +337,12 @@ void rtd_cwt_spectrum(struct rtd_cwt_plan *p, const double *x, double complex *x
 void rtd_cwt_row(const struct rtd_cwt_plan *p, const double complex *xfull, size_t j,
                  struct rtd_cwt_scratch *s)
 {
+    rtd_cwt_row_to(p, xfull, j, s, s->out);
+}
+
+void rtd_cwt_row_to(const struct rtd_cwt_plan *p, const double complex *xfull, size_t j,
+                    struct rtd_cwt_scratch *s, double complex *out)
+{
     const struct rtd_cwt_kernel *k = &p->kern[j];
     size_t M = p->M;
     double complex *spec = (double complex *)s->spec;
@@ -351,7 +357,7 @@ void rtd_cwt_row(const struct rtd_cwt_plan *p, const double complex *xfull, size
     }
     s->prev_lo = k->lo;
     s->prev_len = k->len;
-    fftw_execute_dft(p->inv, s->spec, s->out);
+    fftw_execute_dft(p->inv, s->spec, out);
 }
 
 int rtd_cwt_execute(struct rtd_cwt_plan *p, const double *x, double complex *wave)
@@ -367,8 +373,15 @@ int rtd_cwt_execute(struct rtd_cwt_plan *p, const double *x, double complex *wav
 #pragma omp parallel for num_threads(p->nthreads) schedule(dynamic, 1) if (p->nthreads > 1)
     for (long j = 0; j < rows; j++) {
         struct rtd_cwt_scratch *s = &p->scr[omp_get_thread_num()];
-        rtd_cwt_row(p, p->xfull, (size_t)j, s);
-        memcpy(wave + (size_t)j * n, s->out, n * sizeof(double complex));
+        double complex *row = wave + (size_t)j * n;
+        /* Unpadded (n == M): the inverse FFT may write the caller's row directly if it is
+         * aligned as the planning arrays were; that saves a copy of every row. */
+        if (n == p->M && fftw_alignment_of((double *)row) == fftw_alignment_of((double *)s->out)) {
+            rtd_cwt_row_to(p, p->xfull, (size_t)j, s, row);
+        } else {
+            rtd_cwt_row(p, p->xfull, (size_t)j, s);
+            memcpy(row, s->out, n * sizeof(double complex));
+        }
     }
     return 0;
 }

@@ -60,6 +60,9 @@ void rtd_cwt_spectrum(struct rtd_cwt_plan *p, const double *x, double complex *x
 /* One row j of the transform from a full spectrum into out (M complex, aligned scratch). */
 void rtd_cwt_row(const struct rtd_cwt_plan *p, const double complex *xfull, size_t j,
                  struct rtd_cwt_scratch *s);
+/* The same into out (M complex, aligned as FFTW planned). */
+void rtd_cwt_row_to(const struct rtd_cwt_plan *p, const double complex *xfull, size_t j,
+                    struct rtd_cwt_scratch *s, double complex *out);
 int rtd_cwt_scratch_init(const struct rtd_cwt_plan *p, struct rtd_cwt_scratch *s);
 void rtd_cwt_scratch_free(struct rtd_cwt_scratch *s);
 
