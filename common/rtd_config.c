@@ -202,6 +202,9 @@ int rtd_config_argv(const char *section, const struct option *opts, int *argc, c
     for (int i = 0; i < rest.n; i++)
         if ((rc = vec_push(&out, rest.v[i])))
             return rc;
+    for (int i = 0; i < rest.n; i++) /* copied into out: LeakSanitizer would report them */
+        free(rest.v[i]);
+    free(rest.v);
     *argc = out.n;
     *argv = out.v;
     return 0;
