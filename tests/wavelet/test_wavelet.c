@@ -460,3 +460,42 @@ Test(input, bad_parameters_and_values_are_rejected)
     free(w);
     rtd_cwt_plan_destroy(p);
 }
+
+Test(wct_signif, pycwt_surrogates_are_white_and_the_fix_filters_them, .timeout = 120)
+{
+    struct rtd_mother m;
+    rtd_mother_init(&m, RTD_MOTHER_MORLET, 6);
+    static double c0[41 * 1000], c1[41 * 1000], c2[41 * 1000];
+    double s[41];
+    struct rtd_wct_signif_opts o = {.level = 0.95, .mc_count = 6, .seed = 9, .nthreads = 1};
+    /* PyCWT's rednoise filters along a length-1 axis: alpha only sets the dropped spin-up
+     * (tau = ceil(-2/ln|g|) = 6 for both 0.70 and 0.71). */
+    cr_assert_eq(rtd_wct_significance(0.71, 0.71, 1.0, 1.0 / 12, 2.0, 40, &m, &o, s, c0, NULL), 0);
+    cr_assert_eq(rtd_wct_significance(0.7, 0.7, 1.0, 1.0 / 12, 2.0, 40, &m, &o, s, c1, NULL), 0);
+    cr_expect_eq(memcmp(c0, c1, sizeof c0), 0, "white surrogates whatever al1, al2");
+    o.flags = RTD_WAVELET_FIX_MC_AR1;
+    cr_assert_eq(rtd_wct_significance(0.7, 0.7, 1.0, 1.0 / 12, 2.0, 40, &m, &o, s, c2, NULL), 0);
+    cr_expect_neq(memcmp(c0, c2, sizeof c0), 0, "AR(1) surrogates with the fix");
+}
+
+Test(cwt, paul_rows_fix_keeps_every_scale)
+{
+    size_t n;
+    double *x = must_load("a_cwt__x.bin", &n);
+    struct rtd_mother m;
+    rtd_mother_init(&m, RTD_MOTHER_PAUL, 4);
+    struct rtd_cwt_plan *p;
+    cr_assert_eq(rtd_cwt_plan_create(&p, n, 1.0, 1.0 / 12, 2.0, -1, &m, RTD_WAVELET_FIX_PAUL_ROWS),
+                 0);
+    cr_expect_eq(rtd_cwt_nscales(p), 109);
+    double complex *w = malloc(109 * n * sizeof(double complex));
+    cr_assert_eq(rtd_cwt_execute(p, x, w), 0);
+    for (size_t i = 0; i < 109 * n; i++)
+        if (!isfinite(creal(w[i])) || !isfinite(cimag(w[i]))) {
+            cr_expect_fail("non-finite element %zu", i);
+            break;
+        }
+    rtd_cwt_plan_destroy(p);
+    free(w);
+    free(x);
+}
