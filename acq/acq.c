@@ -403,7 +403,7 @@ static int uring_loop_run(struct uring_loop *L)
     const struct rtd_acq_config *cfg = a->cfg;
     uint64_t start = rtd_now_ns();
     uint64_t end = cfg->duration_s > 0 ? start + (uint64_t)(cfg->duration_s * 1e9) : UINT64_MAX;
-    uint64_t next_hk = start + 100000000ull, next_sec = start + 1000000000ull;
+    uint64_t next_hk = start + 100000000ull, next_sec = start + 1000000000ull, next_ctl = start;
     rtd_sd_ready();
     while (!*a->stop) {
         uint64_t now = rtd_now_ns();
@@ -413,6 +413,10 @@ static int uring_loop_run(struct uring_loop *L)
         now = rtd_now_ns();
         if (next_hk - now < wait || now >= next_hk)
             wait = now >= next_hk ? 0 : next_hk - now;
+        if (next_ctl <= now)
+            wait = 0;
+        else if (next_ctl - now < wait)
+            wait = next_ctl - now;
         if (end - now < wait)
             wait = end - now;
         struct __kernel_timespec ts = {.tv_sec = (long long)(wait / 1000000000ull),
@@ -458,6 +462,10 @@ static int uring_loop_run(struct uring_loop *L)
         after_batch(L);
         a->now_mono = 0;
         now = rtd_now_ns();
+        if (now >= next_ctl) {
+            acq_ctl_poll(a);
+            next_ctl = now + ACQ_CTL_POLL_NS;
+        }
         if (now >= next_hk) {
             int sec = now >= next_sec;
             if (sec)

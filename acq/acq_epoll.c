@@ -67,7 +67,7 @@ int acq_run_epoll(struct acq *a)
             cfg->packet_port);
     uint64_t start = rtd_now_ns();
     uint64_t end = cfg->duration_s > 0 ? start + (uint64_t)(cfg->duration_s * 1e9) : UINT64_MAX;
-    uint64_t next_hk = start + 100000000ull, next_sec = start + 1000000000ull;
+    uint64_t next_hk = start + 100000000ull, next_sec = start + 1000000000ull, next_ctl = start;
     rtd_sd_ready();
     struct epoll_event evs[256];
     while (!*a->stop) {
@@ -79,6 +79,9 @@ int acq_run_epoll(struct acq *a)
         uint64_t hk = now >= next_hk ? 0 : next_hk - now;
         if (hk < wait)
             wait = hk;
+        uint64_t ct = now >= next_ctl ? 0 : next_ctl - now;
+        if (ct < wait)
+            wait = ct;
         int ms = (int)(wait / 1000000ull);
         int n = epoll_wait(ep, evs, 256, ms);
         a->now_real = rtd_realtime_ns();
@@ -138,6 +141,10 @@ int acq_run_epoll(struct acq *a)
         acq_publish_packets(a);
         a->now_mono = 0;
         now = rtd_now_ns();
+        if (now >= next_ctl) {
+            acq_ctl_poll(a);
+            next_ctl = now + ACQ_CTL_POLL_NS;
+        }
         if (now >= next_hk) {
             int sec = now >= next_sec;
             if (sec)

@@ -46,6 +46,7 @@ enum acq_counter {
     C_REC_RECORDS,
     C_REC_DROPPED,
     C_REC_BYTES,
+    C_FRAMES_RATE_LIMITED,
     C_IO_ENOBUFS,
     C_IO_CQES,
     C_IO_BATCHES,
@@ -109,6 +110,12 @@ struct acq {
 
     struct rtd_rec_writer *rec;
     char rec_path[512];
+
+    /* Acquisition state driven by rtdaq-ctl (ctlpoll.c); acquiring from start-up without it. */
+    int acquiring;
+    uint64_t acq_target, acq_done; /* target 0: continuous */
+    uint64_t frame_min_interval_ns, last_frame_ns;
+    struct acq_ctl *ctl;
 };
 
 /* ingest.c */
@@ -129,6 +136,15 @@ void acq_stream_init(struct acq *a, struct acq_stream *s);
 void acq_stream_free(struct acq_stream *s);
 int acq_udp_socket(const struct rtd_acq_config *cfg, int port);
 int acq_tcp_listener(const struct rtd_acq_config *cfg);
+
+/* Recording on/off at run time (path NULL: --record DIR, else the working directory). */
+int acq_recording_start(struct acq *a, const char *path);
+int acq_recording_stop(struct acq *a);
+
+/* ctlpoll.c: poll rtdaq-ctl's control block (every ~10 ms). */
+#define ACQ_CTL_POLL_NS 10000000ull
+void acq_ctl_poll(struct acq *a);
+void acq_ctl_close(struct acq *a);
 
 /* acq_epoll.c */
 int acq_run_epoll(struct acq *a);

@@ -52,6 +52,7 @@ static const char *const counter_label[C_N] = {
     [C_REC_RECORDS] = "record.records",
     [C_REC_DROPPED] = "record.dropped",
     [C_REC_BYTES] = "record.bytes",
+    [C_FRAMES_RATE_LIMITED] = "frames.rate_limited",
     [C_IO_ENOBUFS] = "io.enobufs",
     [C_IO_CQES] = "io.cqes",
     [C_IO_BATCHES] = "io.batches",
@@ -379,6 +380,21 @@ static void frame_publish(struct acq *a, struct acq_fasm *fa, uint16_t flags)
         rtd_hist_record(a->h_frame, now - fa->ts_real);
     a->cnt[C_FRAMES_RX]++;
     a->frames_out++;
+    a->last_frame_ns = rtd_now_ns();
+    if (++a->acq_done == a->acq_target)
+        a->acquiring = 0; /* single/multiple run complete */
+}
+
+/* 1 when the frame source should publish a frame now (acquiring, under the rate limit). */
+static int frame_wanted(struct acq *a)
+{
+    if (!a->acquiring)
+        return 0;
+    if (a->frame_min_interval_ns && rtd_now_ns() - a->last_frame_ns < a->frame_min_interval_ns) {
+        a->cnt[C_FRAMES_RATE_LIMITED]++;
+        return 0;
+    }
+    return 1;
 }
 
 static void frame_end(struct acq *a, int complete, int timeout)
@@ -414,6 +430,13 @@ static void frame_end(struct acq *a, int complete, int timeout)
 static int frame_start(struct acq *a, const struct rtd_wire_frag *h)
 {
     struct acq_fasm *fa = &a->fasm;
+    if (!frame_wanted(a)) {
+        fa->skip = 1;
+        fa->skip_id = h->frame_id;
+        fa->have_last = 1;
+        fa->last_id = h->frame_id;
+        return -EAGAIN;
+    }
     int rc = rtd_frame_claim(a->fring, &fa->f);
     if (rc) {
         a->cnt[C_FRAMES_DROPPED]++;
@@ -543,9 +566,11 @@ uint64_t acq_source_poll(struct acq *a)
                 return UINT64_MAX;
             }
             uint64_t id = a->synth_id++;
+            a->synth_next_ns += a->synth_period_ns;
+            if (!frame_wanted(a))
+                continue; /* the camera runs on; nobody wants this frame */
             source_frame(a, id, rtd_synth_frame(&a->synth, id), a->synth.width, a->synth.height,
                          rtd_realtime_ns(), rtd_synth_truth_of(&a->synth, id), 0);
-            a->synth_next_ns += a->synth_period_ns;
         }
         /* More than 64 frames behind (a host stall): skip ahead rather than burst forever. */
         if (now > a->synth_next_ns + 64 * a->synth_period_ns)
@@ -584,6 +609,8 @@ uint64_t acq_source_poll(struct acq *a)
         if (due > now)
             return due - now;
         a->replay_have = 0;
+        if (!frame_wanted(a))
+            continue;
         struct rtd_rec_frame rf;
         memcpy(&rf, rec.payload, sizeof rf);
         if ((uint64_t)rf.width * rf.height * 2 + sizeof rf > peek->len)
@@ -668,20 +695,29 @@ static char *config_json(const struct rtd_acq_config *c)
     return txt;
 }
 
-static int open_recording(struct acq *a)
+int acq_recording_start(struct acq *a, const char *path)
 {
     const struct rtd_acq_config *cfg = a->cfg;
-    if (mkdir(cfg->record_dir, 0755) && errno != EEXIST) {
-        rtd_log(RTD_LOG_ERR, "--record %s: %s", cfg->record_dir, strerror(errno));
-        return -errno;
+    if (a->rec)
+        return -EBUSY;
+    const char *dir = path ? path : cfg->record_dir[0] ? cfg->record_dir : ".";
+    size_t l = strlen(dir);
+    if (l > 7 && !strcmp(dir + l - 7, ".rtdrec")) {
+        snprintf(a->rec_path, sizeof a->rec_path, "%s", dir);
+    } else {
+        if (mkdir(dir, 0755) && errno != EEXIST) {
+            int e = errno;
+            rtd_log(RTD_LOG_ERR, "recording directory %s: %s", dir, strerror(e));
+            return -e;
+        }
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+        snprintf(a->rec_path, sizeof a->rec_path, "%s/acq-%s-%s-%d.rtdrec", dir, cfg->instance,
+                 stamp, (int)getpid());
     }
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char stamp[32];
-    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-    snprintf(a->rec_path, sizeof a->rec_path, "%s/acq-%s-%s-%d.rtdrec", cfg->record_dir,
-             cfg->instance, stamp, (int)getpid());
     char *js = config_json(cfg);
     int rc = rtd_rec_writer_open(&a->rec, a->rec_path, cfg->instance, js, 0);
     free(js);
@@ -692,6 +728,17 @@ static int open_recording(struct acq *a)
     }
     rtd_log(RTD_LOG_INFO, "recording to %s", a->rec_path);
     return 0;
+}
+
+int acq_recording_stop(struct acq *a)
+{
+    if (!a->rec)
+        return 0;
+    int rc = rtd_rec_writer_close(a->rec);
+    rtd_log(rc ? RTD_LOG_ERR : RTD_LOG_INFO, "recording %s closed: %llu records%s%s", a->rec_path,
+            (unsigned long long)a->cnt[C_REC_RECORDS], rc ? ": " : "", rc ? strerror(-rc) : "");
+    a->rec = NULL;
+    return rc;
 }
 
 int acq_setup(struct acq *a, const struct rtd_acq_config *cfg, volatile sig_atomic_t *stop)
@@ -777,7 +824,8 @@ int acq_setup(struct acq *a, const struct rtd_acq_config *cfg, volatile sig_atom
         rtd_log(RTD_LOG_ERR, "--source gvsp: GigE Vision is not implemented yet");
         return -ENOTSUP;
     }
-    if (cfg->record_dir[0] && (rc = open_recording(a)))
+    a->acquiring = 1;
+    if (cfg->record_dir[0] && (rc = acq_recording_start(a, NULL)))
         return rc;
     return 0;
 }
@@ -797,13 +845,8 @@ void acq_teardown(struct acq *a)
                 (unsigned long long)a->cnt[C_FRAMES_PARTIAL],
                 (unsigned long long)a->cnt[C_FRAMES_DROPPED],
                 (unsigned long long)a->cnt[C_RING_DROPPED]);
-    if (a->rec) {
-        int rc = rtd_rec_writer_close(a->rec);
-        uint64_t n = a->cnt[C_REC_RECORDS];
-        rtd_log(rc ? RTD_LOG_ERR : RTD_LOG_INFO, "recording %s closed: %llu records%s%s",
-                a->rec_path, (unsigned long long)n, rc ? ": " : "", rc ? strerror(-rc) : "");
-        a->rec = NULL;
-    }
+    acq_ctl_close(a);
+    acq_recording_stop(a);
     if (a->replay)
         rtd_rec_close(a->replay);
     rtd_synth_free(&a->synth);
