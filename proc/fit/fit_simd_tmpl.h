@@ -175,6 +175,97 @@ static void shm_set_lane(struct shm_tab *t, int l, uint32_t n)
 }
 
 /*
+ * GAUSS_2D least squares without a per-pixel normal matrix. The model is
+ * separable (e = ex[ix] ey[iy]) and the LSE normal matrix does not involve the
+ * data, so each of its 15 entries is a product of 1-D sums over the ROI's
+ * columns and rows (S_k = sum ex^2 dx^k, T_k = sum ex dx^k). Only chi2 and the
+ * gradient need the pixels, and those are summed per row first:
+ * 9 vector operations per pixel instead of ~45, and few enough accumulators
+ * to stay in registers.
+ */
+AI void gauss2d_lse_sums(uint32_t S, const vf *p, vf is2, vf is3, const vf *ex, const vf *ey,
+                         const vf *dxs, const vf *dys, const vf *yt, struct acc *a)
+{
+    vf z = vb(0.0f);
+    vf sx[5] = {z, z, z, z, z}, sy[5] = {z, z, z, z, z}, tx[3] = {z, z, z}, ty[3] = {z, z, z};
+    for (uint32_t k = 0; k < S; k++) {
+        vf e = ex[k], dx = dxs[k], e2 = e * e, t = e2 * dx;
+        tx[0] += e;
+        tx[1] += e * dx;
+        tx[2] += e * dx * dx;
+        sx[0] += e2;
+        sx[1] += t;
+        t *= dx;
+        sx[2] += t;
+        t *= dx;
+        sx[3] += t;
+        sx[4] += t * dx;
+        e = ey[k];
+        dx = dys[k];
+        e2 = e * e;
+        t = e2 * dx;
+        ty[0] += e;
+        ty[1] += e * dx;
+        ty[2] += e * dx * dx;
+        sy[0] += e2;
+        sy[1] += t;
+        t *= dx;
+        sy[2] += t;
+        t *= dx;
+        sy[3] += t;
+        sy[4] += t * dx;
+    }
+    const vf amp = p[0], off = p[4];
+    vf chi2 = z, g0 = z, g1 = z, g2 = z, g3 = z, g4 = z;
+    for (uint32_t iy = 0; iy < S; iy++) {
+        const vf *yr = yt + iy * S;
+        vf eya = ey[iy] * amp;
+        vf r0 = z, r1 = z, r2 = z, rr = z;
+        for (uint32_t ix = 0; ix < S; ix++) {
+            vf dx = dxs[ix];
+            vf r = yr[ix] - (ex[ix] * eya + off);
+            chi2 += r * r;
+            vf rex = r * ex[ix];
+            rr += r;
+            r0 += rex;
+            vf rexd = rex * dx;
+            r1 += rexd;
+            r2 += rexd * dx;
+        }
+        vf e = ey[iy], dy = dys[iy];
+        g0 += e * r0;
+        g1 += e * r1;
+        g2 += e * dy * r0;
+        g3 += e * (r2 + dy * dy * r0);
+        g4 += rr;
+    }
+    const vf a1 = amp * is2, a3 = amp * is3;
+    a->chi2 = chi2;
+    a->bad = (vi){0};
+    a->g[0] = g0;
+    a->g[1] = a1 * g1;
+    a->g[2] = a1 * g2;
+    a->g[3] = a3 * g3;
+    a->g[4] = g4;
+    vf *h = a->h;
+    h[0] = sx[0] * sy[0];
+    h[1] = a1 * sx[1] * sy[0];
+    h[2] = a1 * sx[0] * sy[1];
+    h[3] = a3 * (sx[2] * sy[0] + sx[0] * sy[2]);
+    h[4] = tx[0] * ty[0];
+    h[5] = a1 * a1 * sx[2] * sy[0];
+    h[6] = a1 * a1 * sx[1] * sy[1];
+    h[7] = a1 * a3 * (sx[3] * sy[0] + sx[1] * sy[2]);
+    h[8] = a1 * tx[1] * ty[0];
+    h[9] = a1 * a1 * sx[0] * sy[2];
+    h[10] = a1 * a3 * (sx[2] * sy[1] + sx[0] * sy[3]);
+    h[11] = a1 * tx[0] * ty[1];
+    h[12] = a3 * a3 * (sx[4] * sy[0] + 2.0f * sx[2] * sy[2] + sx[0] * sy[4]);
+    h[13] = a3 * (tx[2] * ty[0] + tx[0] * ty[2]);
+    h[14] = vb((float)(S * S));
+}
+
+/*
  * Model, Jacobian and the sums at parameters p for all lanes. yt: the data,
  * transposed (sample i of lane l at yt[i][l]); ws: scratch of 4*size vectors.
  */
@@ -208,6 +299,10 @@ AI void evaluate(int model, int mle, const struct fit_job *j, const vf *p, const
             dys[k] = (float)k - p[2];
             ex[k] = vexp(-0.5f * dxs[k] * dxs[k] * is2, -40.0f);
             ey[k] = vexp(-0.5f * dys[k] * dys[k] * is2, -40.0f);
+        }
+        if (!mle) {
+            gauss2d_lse_sums(S, p, is2, is3, ex, ey, dxs, dys, yt, a);
+            break;
         }
         for (uint32_t iy = 0; iy < S; iy++) {
             vf dy = dys[iy], dy2 = dy * dy;
