@@ -57,7 +57,7 @@ static void stream(const char *inst, struct rtd_consumer *c, struct got *g,
             break;
         t_sleep_ms(1);
     }
-    for (int i = 0; i < 30; i++) { /* the reassembly timeout ends the last partial frame */
+    for (int i = 0; i < 70; i++) { /* the reassembly timeout ends the last partial frame */
         t_sleep_ms(10);
         drain(c, g, ref, first_id);
     }
@@ -72,7 +72,7 @@ static pid_t start_acq(char *inst, int port, char *partial)
     char *argv[] = {ACQ_BIN, "--instance",    inst,  "--packet-port", ps,      "--frame-port",
                     fs,      "--source",      "udp", "--width",       "256",   "--height",
                     "256",   "--frame-slots", "64",  "--partial",     partial, "--frame-timeout-ms",
-                    "50",    "--duration",    "60",  "--quiet",       NULL};
+                    "300",   "--duration",    "60",  "--quiet",       NULL};
     pid_t pid = t_spawn(argv, NULL);
     if (pid < 0 || t_wait_acq(inst, pid, 10000))
         exit(1);

@@ -167,10 +167,15 @@ static void test_clean_stop(char *dir)
     pid_t acq = t_spawn(argv, NULL);
     if (acq < 0 || t_wait_acq(inst, acq, 10000))
         exit(1);
-    char *sim[] = {CLI_BIN,  "sim",  "packets", "--port", ps,           "--clients", "3",
-                   "--rate", "1000", "--batch", "10",     "--duration", "0.5",       NULL};
-    CHECK(t_run(sim, "/dev/null", 20000) == 0, "sim failed");
-    t_counter_wait(inst, "packets.rx", 1500, 3000);
+    char simout[300], stxt[1024];
+    snprintf(simout, sizeof simout, "%s/sim2.json", dir);
+    char *sim[] = {CLI_BIN, "sim",     "packets", "--port",     ps,    "--clients", "3", "--rate",
+                   "1000",  "--batch", "10",      "--duration", "0.5", "--json",    NULL};
+    CHECK(t_run(sim, simout, 20000) == 0, "sim failed");
+    t_read_text(simout, stxt, sizeof stxt);
+    unlink(simout);
+    long long sent = t_json_int(stxt, "packets");
+    t_counter_wait(inst, "packets.rx", (uint64_t)sent, 3000);
     kill(acq, SIGTERM);
     CHECK(t_wait(acq, 10000) == 0, "acq did not stop cleanly");
     char path[400], side[420], txt[4096];
@@ -182,12 +187,13 @@ static void test_clean_stop(char *dir)
     while (rtd_rec_next(r, &rec) > 0)
         n++;
     CHECK(rtd_rec_complete(r), "no END record after SIGTERM");
-    CHECK(n == 1500, "%llu records, want 1500", (unsigned long long)n);
+    CHECK((long long)n == sent, "%llu records, want %lld", (unsigned long long)n, sent);
     rtd_rec_close(r);
     snprintf(side, sizeof side, "%s.json", path);
     t_read_text(side, txt, sizeof txt);
-    CHECK(strstr(txt, "\"finalized\": true") && strstr(txt, "\"records\": 1500") &&
-              strstr(txt, "\"config\""),
+    char want[64];
+    snprintf(want, sizeof want, "\"records\": %lld", sent);
+    CHECK(strstr(txt, "\"finalized\": true") && strstr(txt, want) && strstr(txt, "\"config\""),
           "sidecar: %s", txt);
     unlink(side);
     unlink(path);
