@@ -30,6 +30,7 @@
 #include "rtd_util.h"
 
 volatile sig_atomic_t proc_stop;
+static char **volatile proc_argv;
 
 static void on_signal(int sig)
 {
@@ -676,6 +677,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "rtdaq-proc: %s\n", err);
         return 2;
     }
+    proc_argv = argv; /* lives until exit (rtd_config_argv's contract); reachable for LSan */
     struct proc_opts o;
     int rc = parse_args(argc, argv, &o, &check_only);
     if (rc == 1)

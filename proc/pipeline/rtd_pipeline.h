@@ -54,6 +54,8 @@ struct rtd_pipe_config {
     int max_iter;           /* LM iterations per fit */
     int deblend;            /* refit overlapping ions with their neighbours subtracted */
     int max_ions;           /* at most this many ions per frame (brightest kept) */
+    float min_snr;          /* static: drop fits with sigma*amp*sqrt(pi)/noise below (0 = keep) */
+    int keep_outside;       /* report RTD_ION_OUTSIDE fits instead of dropping them */
 };
 
 /* One detected ion. Static analysis: sigma_y = sigma, A = 0, v_amp/v_offset = 0. */
@@ -80,6 +82,7 @@ struct rtd_pipe_frame_stats {
     uint32_t n_duplicates; /* peaks dropped as duplicates after the fit */
     uint32_t n_converged;  /* fits with state 0 */
     uint32_t n_failed;     /* fits with state != 0 */
+    uint32_t n_rejected;   /* fits dropped: centre outside the ROI, bad width, or below min_snr */
     uint32_t truncated;    /* 1 if more peaks than max_ions / the caller's array */
     float background;      /* median of the blurred window (ADU) */
     float noise;           /* MAD of the blurred window (ADU) */
