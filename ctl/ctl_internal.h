@@ -36,7 +36,8 @@ struct ctl_opts {
     double duration_s;
     int sndhwm;
     int pub_nodrop;
-    const char *job_dir; /* where recordings may be read from ("" = anywhere) */
+    const char *job_dir;     /* where recordings may be read from ("" = anywhere) */
+    char *pub_buf, *ctl_buf; /* the endpoint lists the pointers above point into */
 };
 
 struct ctl_stats_state; /* ctl_stats.c */

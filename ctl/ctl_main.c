@@ -27,6 +27,8 @@
 #include "rtd_util.h"
 
 static volatile sig_atomic_t got_signal;
+/* The merged argv lives as long as the process (getopt's optarg points into it). */
+static char **volatile merged_argv; /* volatile: the store must not be optimised away */
 
 static void on_signal(int sig)
 {
@@ -224,8 +226,8 @@ static int parse_opts(struct ctl_opts *o, int argc, char **argv, const char **ge
         fprintf(stderr, "rtdaq-ctl: unexpected argument '%s'\n%s", argv[optind], usage);
         return -EINVAL;
     }
-    pub = strdup(pub);
-    ctl = strdup(ctl);
+    pub = o->pub_buf = strdup(pub);
+    ctl = o->ctl_buf = strdup(ctl);
     if (!pub || !ctl || split_endpoints(pub, o->pub, &o->n_pub) ||
         split_endpoints(ctl, o->ctl, &o->n_ctl)) {
         fprintf(stderr, "rtdaq-ctl: --pub/--ctl want 1..%d comma-separated endpoints\n",
@@ -501,9 +503,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "rtdaq-ctl: %s\n", err);
         return 2;
     }
+    merged_argv = argv;
     if (parse_opts(&c->o, argc, argv, &gen_keys))
         return 2;
     if (gen_keys) {
+        free(c->o.pub_buf);
+        free(c->o.ctl_buf);
         rc = rtd_curve_gen_keys(gen_keys);
         if (rc) {
             fprintf(stderr, "rtdaq-ctl: --gen-keys %s: %s\n", gen_keys, strerror(-rc));
@@ -653,5 +658,7 @@ cleanup_ctx:
         zmq_close(c->zap);
     zmq_ctx_term(c->zctx);
     free(c->allowed);
+    free(c->o.pub_buf);
+    free(c->o.ctl_buf);
     return exit_code;
 }
