@@ -121,6 +121,7 @@ struct rtd_wct_plan {
     double *w;
     struct gauss_row *g;
     fftw_plan fwd, inv; /* in-place c2c, M */
+    fftw_plan inv_oop;  /* out-of-place inverse, M (Monte Carlo rows of stride M) */
     int nthreads;
     struct wct_work *work;
     double complex *ta, *ta2, *tb; /* rows x n */
@@ -224,8 +225,9 @@ int rtd_wct_plan_create(struct rtd_wct_plan **out, size_t n, double dt, double d
     pthread_mutex_lock(&rtd_wavelet_planner_lock);
     p->fwd = fftw_plan_dft_1d((int)M, p->work[0].a, p->work[0].a, FFTW_FORWARD, pf);
     p->inv = fftw_plan_dft_1d((int)M, p->work[0].a, p->work[0].a, FFTW_BACKWARD, pf);
+    p->inv_oop = fftw_plan_dft_1d((int)M, p->work[0].a, p->work[0].b, FFTW_BACKWARD, pf);
     pthread_mutex_unlock(&rtd_wavelet_planner_lock);
-    if (!p->fwd || !p->inv)
+    if (!p->fwd || !p->inv || !p->inv_oop)
         goto fail;
     *out = p;
     return 0;
@@ -243,6 +245,8 @@ void rtd_wct_plan_destroy(struct rtd_wct_plan *p)
         fftw_destroy_plan(p->fwd);
     if (p->inv)
         fftw_destroy_plan(p->inv);
+    if (p->inv_oop)
+        fftw_destroy_plan(p->inv_oop);
     pthread_mutex_unlock(&rtd_wavelet_planner_lock);
     if (p->g)
         for (size_t j = 0; j < p->rows; j++)
@@ -323,46 +327,54 @@ static void wct_row(const struct rtd_wct_plan *p, struct wct_work *w, const doub
 {
     rtd_cwt_row(p->cwt, x1full, j, &w->c1);
     rtd_cwt_row(p->cwt, x2full, j, &w->c2);
-    const double complex *W1 = (const double complex *)w->c1.out;
-    const double complex *W2 = (const double complex *)w->c2.out;
-    double complex *a = (double complex *)w->a, *a2 = (double complex *)w->a2;
-    double complex *b = (double complex *)w->b;
-    double s = rtd_cwt_scales(p->cwt)[j];
+    const double *W1 = (const double *)w->c1.out;
+    const double *W2 = (const double *)w->c2.out;
+    double *a = (double *)w->a, *a2 = (double *)w->a2, *b = (double *)w->b;
+    double inv_s = 1 / rtd_cwt_scales(p->cwt)[j];
     size_t M = p->M;
+    /* Real arithmetic: C's complex multiply would guard every product against NaN. */
     for (size_t t = 0; t < n; t++) {
-        double p1 = (creal(W1[t]) * creal(W1[t]) + cimag(W1[t]) * cimag(W1[t])) / s;
-        double p2 = (creal(W2[t]) * creal(W2[t]) + cimag(W2[t]) * cimag(W2[t])) / s;
-        double complex x = W1[t] * conj(W2[t]);
+        double r1 = W1[2 * t], i1 = W1[2 * t + 1], r2 = W2[2 * t], i2 = W2[2 * t + 1];
+        double cr = r1 * r2 + i1 * i2, ci = i1 * r2 - r1 * i2;
         if (awct)
-            awct[t] = carg(x);
-        b[t] = x / s;
+            awct[t] = atan2(ci, cr);
+        b[2 * t] = cr * inv_s;
+        b[2 * t + 1] = ci * inv_s;
+        double p1 = (r1 * r1 + i1 * i1) * inv_s, p2 = (r2 * r2 + i2 * i2) * inv_s;
         if (packed) {
-            a[t] = CMPLX(p1, p2);
+            a[2 * t] = p1;
+            a[2 * t + 1] = p2;
         } else {
-            a[t] = p1;
-            a2[t] = p2;
+            a[2 * t] = p1;
+            a[2 * t + 1] = 0;
+            a2[2 * t] = p2;
+            a2[2 * t + 1] = 0;
         }
     }
     if (n < M) {
-        memset(a + n, 0, (M - n) * sizeof(double complex));
-        memset(b + n, 0, (M - n) * sizeof(double complex));
+        memset(a + 2 * n, 0, (M - n) * sizeof(double complex));
+        memset(b + 2 * n, 0, (M - n) * sizeof(double complex));
         if (!packed)
-            memset(a2 + n, 0, (M - n) * sizeof(double complex));
+            memset(a2 + 2 * n, 0, (M - n) * sizeof(double complex));
     }
     fftw_execute_dft(p->fwd, w->a, w->a);
     fftw_execute_dft(p->fwd, w->b, w->b);
-    gauss_apply(p, j, a);
-    gauss_apply(p, j, b);
+    gauss_apply(p, j, w->a);
+    gauss_apply(p, j, w->b);
+    if (packed) {
+        /* Monte Carlo rows have stride M: the inverse writes them directly (out of place). */
+        fftw_execute_dft(p->inv_oop, w->a, ta);
+        fftw_execute_dft(p->inv_oop, w->b, tb);
+        return;
+    }
     fftw_execute_dft(p->inv, w->a, w->a);
     fftw_execute_dft(p->inv, w->b, w->b);
-    memcpy(ta, a, n * sizeof(double complex));
-    memcpy(tb, b, n * sizeof(double complex));
-    if (!packed) {
-        fftw_execute_dft(p->fwd, w->a2, w->a2);
-        gauss_apply(p, j, a2);
-        fftw_execute_dft(p->inv, w->a2, w->a2);
-        memcpy(ta2, a2, n * sizeof(double complex));
-    }
+    memcpy(ta, w->a, n * sizeof(double complex));
+    memcpy(tb, w->b, n * sizeof(double complex));
+    fftw_execute_dft(p->fwd, w->a2, w->a2);
+    gauss_apply(p, j, w->a2);
+    fftw_execute_dft(p->inv, w->a2, w->a2);
+    memcpy(ta2, w->a2, n * sizeof(double complex));
 }
 
 static void zstandardise(const double *y, size_t n, double *z)
@@ -448,6 +460,7 @@ struct mc_thread {
     double complex *x1full, *x2full, *ta, *tb, *sa, *sb;
     uint32_t *hist;
     size_t n;
+    size_t ld; /* row stride of ta, tb: M, so the inverse FFT writes rows in place */
 };
 
 static void mc_free(struct mc_thread *m)
@@ -459,8 +472,8 @@ static void mc_free(struct mc_thread *m)
     fftw_free(m->xspec);
     fftw_free(m->x1full);
     fftw_free(m->x2full);
-    free(m->ta);
-    free(m->tb);
+    fftw_free(m->ta);
+    fftw_free(m->tb);
     free(m->sa);
     free(m->sb);
     free(m->hist);
@@ -479,8 +492,9 @@ static int mc_init(const struct rtd_wct_plan *p, struct mc_thread *m)
     m->xspec = rtd_wavelet_zalloc((M / 2 + 1) * sizeof(fftw_complex));
     m->x1full = rtd_wavelet_zalloc(M * sizeof(double complex));
     m->x2full = rtd_wavelet_zalloc(M * sizeof(double complex));
-    m->ta = malloc(rows * n * sizeof(double complex));
-    m->tb = malloc(rows * n * sizeof(double complex));
+    m->ld = M;
+    m->ta = rtd_wavelet_zalloc(rows * M * sizeof(double complex));
+    m->tb = rtd_wavelet_zalloc(rows * M * sizeof(double complex));
     m->sa = malloc(n * sizeof(double complex));
     m->sb = malloc(n * sizeof(double complex));
     m->hist = calloc(rows * RTD_MC_NBINS, sizeof(uint32_t));
@@ -504,8 +518,8 @@ static inline void hist_add(uint32_t *hist, double r2)
 static void row_axpy(double complex *ua, double complex *ub, const struct mc_thread *m, size_t i,
                      double c, size_t a, size_t b)
 {
-    size_t n = m->n;
-    const double complex *ta = m->ta + i * n, *tb = m->tb + i * n;
+    size_t ld = m->ld;
+    const double complex *ta = m->ta + i * ld, *tb = m->tb + i * ld;
     for (size_t t = a; t < b; t++) {
         ua[t] += c * ta[t];
         ub[t] += c * tb[t];
@@ -516,7 +530,7 @@ static void row_axpy(double complex *ua, double complex *ub, const struct mc_thr
 static void mc_direct_boxcar(const struct rtd_wct_plan *p, struct mc_thread *m, size_t nhist,
                              const size_t *lo, const size_t *hi)
 {
-    size_t n = p->n, rows = p->rows;
+    size_t rows = p->rows;
     int L = p->L, h = p->h;
     for (size_t rr = 0; rr < nhist; rr++) {
         long r = (long)rr;
@@ -531,7 +545,7 @@ static void mc_direct_boxcar(const struct rtd_wct_plan *p, struct mc_thread *m, 
             if (i < 0 || i >= (long)rows)
                 continue;
             double wq = p->w[q];
-            const double complex *ta = m->ta + (size_t)i * n, *tb = m->tb + (size_t)i * n;
+            const double complex *ta = m->ta + (size_t)i * m->ld, *tb = m->tb + (size_t)i * m->ld;
             for (size_t t = a; t < b; t++) {
                 sa[t] += wq * ta[t];
                 sb[t] += wq * tb[t];
@@ -560,7 +574,8 @@ static void mc_iteration(const struct rtd_wct_plan *p, struct mc_thread *m, doub
     rtd_cwt_spectrum(p->cwt, m->e1, m->x1full, m->xpad, m->xspec);
     rtd_cwt_spectrum(p->cwt, m->e2, m->x2full, m->xpad, m->xspec);
     for (size_t j = 0; j < rows; j++)
-        wct_row(p, &m->w, m->x1full, m->x2full, j, 1, m->ta + j * n, NULL, m->tb + j * n, NULL, n);
+        wct_row(p, &m->w, m->x1full, m->x2full, j, 1, m->ta + j * m->ld, NULL, m->tb + j * m->ld,
+                NULL, n);
     int L = p->L, h = p->h;
     if (L <= 2) {
         mc_direct_boxcar(p, m, nhist, lo, hi);
@@ -583,10 +598,10 @@ static void mc_iteration(const struct rtd_wct_plan *p, struct mc_thread *m, doub
         long r = (long)rr, top = r + h, bot = r + h - (L - 1);
         size_t a = lo[rr], b = hi[rr];
         if (a < b) {
-            const double complex *tat = top < (long)rows ? m->ta + (size_t)top * n : NULL;
-            const double complex *tbt = top < (long)rows ? m->tb + (size_t)top * n : NULL;
-            const double complex *tab = bot >= 0 ? m->ta + (size_t)bot * n : NULL;
-            const double complex *tbb = bot >= 0 ? m->tb + (size_t)bot * n : NULL;
+            const double complex *tat = top < (long)rows ? m->ta + (size_t)top * m->ld : NULL;
+            const double complex *tbt = top < (long)rows ? m->tb + (size_t)top * m->ld : NULL;
+            const double complex *tab = bot >= 0 ? m->ta + (size_t)bot * m->ld : NULL;
+            const double complex *tbb = bot >= 0 ? m->tb + (size_t)bot * m->ld : NULL;
             uint32_t *hist = m->hist + rr * RTD_MC_NBINS;
             for (size_t t = a; t < b; t++) {
                 double complex sa = ua[t], sb = ub[t];
