@@ -41,9 +41,11 @@ struct rtd_pipe {
     int cap_w, cap_h; /* scratch sized for frames up to this */
     float wx[PIPE_MAX_RADIUS + 1], wy[PIPE_MAX_RADIUS + 1];
     int rx, ry;  /* blur kernel half-widths */
-    float *pad;  /* one padded row: cap_w + 2*rx */
-    float *hbl;  /* horizontally blurred window, cap_w * cap_h */
-    float *blur; /* blurred window, cap_w * cap_h */
+    float knorm; /* sqrt(sum of squared weights) of the 2-D kernel: white noise is scaled by it */
+    float px_noise; /* this frame's per-pixel noise (ADU), from the blurred MAD */
+    float *pad;     /* one padded row: cap_w + 2*rx */
+    float *hbl;     /* horizontally blurred window, cap_w * cap_h */
+    float *blur;    /* blurred window, cap_w * cap_h */
     float *sample;
     size_t sample_cap;
     uint32_t hist[PIPE_HBINS_CAP];
@@ -201,6 +203,12 @@ int rtd_pipe_create(struct rtd_pipe **out, const struct rtd_pipe_config *cfg, in
     p->cfg = *cfg;
     p->rx = blur_kernel(cfg->blur_x / (float)cfg->bin, p->wx);
     p->ry = blur_kernel(cfg->blur_y / (float)cfg->bin, p->wy);
+    double sx = (double)(p->wx[0] * p->wx[0]), sy = (double)(p->wy[0] * p->wy[0]);
+    for (int k = 1; k <= p->rx; k++)
+        sx += 2.0 * (double)(p->wx[k] * p->wx[k]);
+    for (int k = 1; k <= p->ry; k++)
+        sy += 2.0 * (double)(p->wy[k] * p->wy[k]);
+    p->knorm = (float)sqrt(sx * sy);
     size_t m = (size_t)cfg->max_ions;
     size_t npx = (size_t)cfg->roi_w * (size_t)cfg->roi_h;
     size_t np = 5;
@@ -383,10 +391,16 @@ static float select_kth(float *v, size_t n, size_t k)
     return v[k];
 }
 
-static int cmp_float(const void *a, const void *b)
+/* Insertion sort: for the 63 pilot samples it beats qsort's calls through a pointer. */
+static void sort_small(float *v, size_t n)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
+    for (size_t i = 1; i < n; i++) {
+        float x = v[i];
+        size_t j = i;
+        for (; j > 0 && v[j - 1] > x; j--)
+            v[j] = v[j - 1];
+        v[j] = x;
+    }
 }
 
 /*
@@ -446,11 +460,11 @@ static void background_stats(struct rtd_pipe *p, int w, int h, float *median, fl
     size_t m = n < 63 ? n : 63;
     for (size_t i = 0; i < m; i++)
         g[i] = p->sample[i * n / m];
-    qsort(g, m, sizeof *g, cmp_float);
+    sort_small(g, m);
     float g_med = g[m / 2];
     for (size_t i = 0; i < m; i++)
         d[i] = fabsf(g[i] - g_med);
-    qsort(d, m, sizeof *d, cmp_float);
+    sort_small(d, m);
     float g_mad = d[m / 2] > 1e-3f ? d[m / 2] : 1e-3f;
     float hw = g_mad / 16.0f, med, dev;
     if (hist_kth(p->sample, n, n / 2, g_med - hw * (PIPE_HBINS / 2), hw, p->hist, &med) < 0)
@@ -547,6 +561,9 @@ static int detect(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int 
     st->background = med / b2;
     st->noise = mad / b2;
     st->threshold = thr / b2;
+    /* White pixel noise s gives blurred binned noise s * bin * knorm (the bin sums bin^2 pixels).
+     */
+    p->px_noise = mad / (0.6745f * (float)bin * p->knorm) + 1e-3f;
 
     int n = 0;
     *truncated = 0;
@@ -685,34 +702,15 @@ static void set_ion_params(struct rtd_pipe_ion *ion, const float *q, float chi2,
 }
 
 /*
- * Per-pixel noise of the raw frame (ADU): the MAD of differences of
- * horizontal neighbours on every 8th row and 4th column, which the ions
- * barely touch and a smooth background cancels.
- */
-static double pixel_noise(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int fw, int fh)
-{
-    size_t n = 0;
-    for (int y = 4; y < fh && n + (size_t)fw / 4 < p->sample_cap; y += 8) {
-        const uint16_t *row = frame + (size_t)y * stride;
-        for (int x = 0; x + 1 < fw; x += 4)
-            p->sample[n++] = fabsf((float)row[x] - (float)row[x + 1]);
-    }
-    if (n == 0)
-        return 1.0;
-    /* MAD of a difference of two N(0, s) values is 0.6745 * sqrt(2) * s. */
-    return (double)select_kth(p->sample, n, n / 2) / (0.6745 * 1.4142135623730951) + 1e-3;
-}
-
-/*
  * Blends. Two ions closer than the blur can separate (~2 sigma_eff = 5.7 px)
  * give one peak, and one Gaussian fitted to them leaves a positive residual
  * lobe over each ion (or, when the fit sat on the brighter one, over the
  * other). Where the largest residual of a converged fit stands
- * out of the noise (6 sigma of the frame's pixel noise, and 15 % of the
- * fitted amplitude) and away from its centre, the ion is split in two: one at the
- * residual peak, the other mirrored through the fitted centre if the fit was
- * widened, else left where it was. The de-blending
- * passes then fit each with the other subtracted. Returns the splits made.
+ * out of the noise (6 sigma of the frame's pixel noise, from the blurred
+ * frame's MAD, and 15 % of the fitted amplitude) and away from its centre, the ion is split in two:
+ * one at the residual peak, the other mirrored through the fitted centre if the fit was widened,
+ * else left where it was. The de-blending passes then fit each with the other subtracted. Returns
+ * the splits made.
  */
 static int split_blends(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int fw, int fh,
                         struct rtd_pipe_ion *ions, int *npk_io, int lim, float bg)
@@ -721,7 +719,7 @@ static int split_blends(struct rtd_pipe *p, const uint16_t *frame, size_t stride
     const int S = c->roi_w, n0 = *npk_io;
     const size_t npx = (size_t)S * (size_t)S;
     int npk = n0, nsplit = 0;
-    double noise = -1;
+    const double noise = (double)p->px_noise;
     /* The frame's typical width: a blend fits wider (fit between) or sits on a raised offset. */
     double sig[64], med_sigma = c->sigma_guess;
     int ns = 0;
@@ -764,8 +762,6 @@ static int split_blends(struct rtd_pipe *p, const uint16_t *frame, size_t stride
         if (best < 0.15 * a->amp || hypot(ax - a->x, ay - a->y) < 1.5)
             continue;
         /* The fit's own chi2 is inflated by the blend: measure the pixel noise on the frame. */
-        if (noise < 0)
-            noise = pixel_noise(p, frame, stride, fw, fh);
         if (best < 6.0 * noise)
             continue;
         const float sg = c->sigma_guess;
@@ -820,6 +816,11 @@ static int deblend_pass(struct rtd_pipe *p, struct rtd_pipe_ion *ions, int npk, 
             const struct rtd_pipe_ion *b = &ions[j];
             if (j == i || !(b->amp > 0) || !(b->sigma > 0.3) || b->sigma > S ||
                 hypot(b->x - a->x, b->y - a->y) < (double)c->dup_dist)
+                continue;
+            /* Beyond 5 sigma of the ROI a neighbour adds < 4e-6 of its amplitude. */
+            const double cx = a->roi_x0 + (S - 1) / 2.0, cy = a->roi_y0 + (S - 1) / 2.0;
+            if (fabs(b->x - cx) > S / 2.0 + 5 * b->sigma ||
+                fabs(b->y - cy) > S / 2.0 + 5 * b->sigma)
                 continue;
             double inv = -0.5 / (b->sigma * b->sigma);
             for (int r = 0; r < S; r++) {
@@ -1112,17 +1113,8 @@ int rtd_pipe_process(struct rtd_pipe *p, const uint16_t *frame, int width, int h
      * Noise bumps that passed the threshold fit to a few ADU and fail here.
      */
     double snr_scale = 0;
-    if (c->analysis == RTD_PIPE_STATIC && c->min_snr > 0 && npk > 0) {
-        const size_t dof = (size_t)c->roi_w * (size_t)c->roi_h - 5;
-        float *v = p->sample;
-        size_t nv = 0;
-        for (int i = 0; i < npk && nv < p->sample_cap; i++)
-            if (ions[i].state == 0 && ions[i].chi2 > 0)
-                v[nv++] =
-                    (float)(c->estimator ? fmax(ions[i].offset, 1.0) : ions[i].chi2 / (double)dof);
-        if (nv > 0)
-            snr_scale = 1.7724538509055159 / sqrt((double)select_kth(v, nv, nv / 2));
-    }
+    if (c->analysis == RTD_PIPE_STATIC && c->min_snr > 0 && npk > 0)
+        snr_scale = 1.7724538509055159 / (double)p->px_noise;
     /* Duplicates: two peaks that fit to the same spot; the brighter peak (earlier) is kept. */
     int n = 0;
     for (int i = 0; i < npk; i++) {
