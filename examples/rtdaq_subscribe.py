@@ -49,6 +49,11 @@ def summarise(topic, hdr, payload):
     if hdr.get("kind") == "end":
         return "%-16s END of %s (%s, %d records)" % (topic, hdr.get("ring"), hdr.get("reason"),
                                                     hdr.get("records", 0))
+    if topic == "fits" and "frame" in hdr:
+        fr = hdr["frame"]
+        return "fits             %s frame %s: %d ions (%d converged), latency %.2f ms" % (
+            hdr.get("ring"), fr.get("frame_id"), hdr.get("ions", 0), fr.get("n_converged", 0),
+            1e3 * fr.get("latency_s", 0.0))
     if topic == "frames" and payload is not None:
         fr = hdr.get("frame", {})
         extra = ""

@@ -135,7 +135,10 @@ static void fmt_ns(char *out, size_t cap, double ns)
         snprintf(out, cap, "%.0fns", ns);
 }
 
-/* The busiest counter rate of a process: what `top` shows in its RATE column. */
+/*
+ * The busiest event counter of a process: what `top` shows in its RATE column.
+ * Byte and nanosecond counters are skipped (bytes/s and busy ns/s are not events).
+ */
 static void main_rate(json_t *p, const char **label, double *rate)
 {
     const char *k;
@@ -144,6 +147,9 @@ static void main_rate(json_t *p, const char **label, double *rate)
     *rate = (double)NAN;
     json_object_foreach(json_object_get(p, "rates"), k, v)
     {
+        size_t l = strlen(k);
+        if ((l >= 3 && !strcmp(k + l - 3, "_ns")) || (l >= 5 && !strcmp(k + l - 5, "bytes")))
+            continue;
         double r = json_number_value(v);
         if (!isfinite(*rate) || r > *rate) {
             *rate = r;
