@@ -458,7 +458,9 @@ struct mc_thread {
     double *e1, *e2, *xpad;
     fftw_complex *xspec;
     double complex *x1full, *x2full, *ta, *tb, *sa, *sb;
-    uint32_t *hist;
+    uint32_t *hist, *lanes;
+    double complex *zero; /* ld zeros */
+    double *r2;           /* n */
     size_t n;
     size_t ld; /* row stride of ta, tb: M, so the inverse FFT writes rows in place */
 };
@@ -477,6 +479,9 @@ static void mc_free(struct mc_thread *m)
     free(m->sa);
     free(m->sb);
     free(m->hist);
+    free(m->lanes);
+    fftw_free(m->zero);
+    free(m->r2);
 }
 
 static int mc_init(const struct rtd_wct_plan *p, struct mc_thread *m)
@@ -498,21 +503,47 @@ static int mc_init(const struct rtd_wct_plan *p, struct mc_thread *m)
     m->sa = malloc(n * sizeof(double complex));
     m->sb = malloc(n * sizeof(double complex));
     m->hist = calloc(rows * RTD_MC_NBINS, sizeof(uint32_t));
+    m->lanes = calloc(4 * RTD_MC_NBINS, sizeof(uint32_t));
+    m->zero = rtd_wavelet_zalloc(M * sizeof(double complex));
+    m->r2 = malloc(n * sizeof(double));
     return m->e1 && m->e2 && m->xpad && m->xspec && m->x1full && m->x2full && m->ta && m->tb &&
-                   m->sa && m->sb && m->hist
+                   m->sa && m->sb && m->hist && m->lanes && m->zero && m->r2
                ? 0
                : -ENOMEM;
 }
 
+static inline int mc_bin(double r2)
+{
+    /* R^2 >= 0, so truncation is floor; NaN (0/0) counts as 0. */
+    if (!(r2 > 0))
+        return 0;
+    if (!(r2 < 1))
+        return RTD_MC_NBINS - 1;
+    return (int)(r2 * RTD_MC_NBINS);
+}
+
 static inline void hist_add(uint32_t *hist, double r2)
 {
-    if (!(r2 >= 0))
-        r2 = 0;
-    int bin = (int)floor(r2 * RTD_MC_NBINS);
-    /* R^2 = 1 (rounding) would be an IndexError in PyCWT: put it in the top bin. */
-    if (bin >= RTD_MC_NBINS)
-        bin = RTD_MC_NBINS - 1;
-    hist[bin]++;
+    hist[mc_bin(r2)]++;
+}
+
+/*
+ * Bin a row of R^2 values: floor(1000 R^2), with R^2 >= 1 (rounding; an IndexError in PyCWT)
+ * in the top bin. Neighbouring points fall in the same bin, so four interleaved lane
+ * histograms keep the increments from waiting on each other.
+ */
+static void hist_add_row(uint32_t *hist, uint32_t *lanes, const double *r2, size_t n)
+{
+    memset(lanes, 0, 4 * RTD_MC_NBINS * sizeof(uint32_t));
+    size_t t = 0;
+    for (; t + 4 <= n; t += 4)
+        for (int l = 0; l < 4; l++)
+            lanes[l * RTD_MC_NBINS + mc_bin(r2[t + (size_t)l])]++;
+    for (; t < n; t++)
+        lanes[mc_bin(r2[t])]++;
+    for (int b = 0; b < RTD_MC_NBINS; b++)
+        hist[b] += lanes[b] + lanes[RTD_MC_NBINS + b] + lanes[2 * RTD_MC_NBINS + b] +
+                   lanes[3 * RTD_MC_NBINS + b];
 }
 
 static void row_axpy(double complex *ua, double complex *ub, const struct mc_thread *m, size_t i,
@@ -593,31 +624,28 @@ static void mc_iteration(const struct rtd_wct_plan *p, struct mc_thread *m, doub
     for (long i = h - (L - 1); i <= h; i++)
         if (i >= 0 && i < (long)rows)
             row_axpy(ua, ub, m, (size_t)i, 1.0, a0, b0);
-    double inv = 1.0 / (L - 1);
     for (size_t rr = 0; rr < nhist; rr++) {
         long r = (long)rr, top = r + h, bot = r + h - (L - 1);
         size_t a = lo[rr], b = hi[rr];
         if (a < b) {
-            const double complex *tat = top < (long)rows ? m->ta + (size_t)top * m->ld : NULL;
-            const double complex *tbt = top < (long)rows ? m->tb + (size_t)top * m->ld : NULL;
-            const double complex *tab = bot >= 0 ? m->ta + (size_t)bot * m->ld : NULL;
-            const double complex *tbb = bot >= 0 ? m->tb + (size_t)bot * m->ld : NULL;
-            uint32_t *hist = m->hist + rr * RTD_MC_NBINS;
+            /* Rows outside 0..J are zero (convolve2d's fill): point at a zero row so the loop
+             * has no branches and vectorises. The 1/(L-1) weight cancels in the ratio. */
+            const double complex *tat = top < (long)rows ? m->ta + (size_t)top * m->ld : m->zero;
+            const double complex *tbt = top < (long)rows ? m->tb + (size_t)top * m->ld : m->zero;
+            const double complex *tab = bot >= 0 ? m->ta + (size_t)bot * m->ld : m->zero;
+            const double complex *tbb = bot >= 0 ? m->tb + (size_t)bot * m->ld : m->zero;
+            const double *uar = (const double *)ua, *ubr = (const double *)ub;
+            const double *at = (const double *)tat, *bt = (const double *)tbt;
+            const double *ab = (const double *)tab, *bb = (const double *)tbb;
+            double *r2 = m->r2;
             for (size_t t = a; t < b; t++) {
-                double complex sa = ua[t], sb = ub[t];
-                if (tat) {
-                    sa -= 0.5 * tat[t];
-                    sb -= 0.5 * tbt[t];
-                }
-                if (tab) {
-                    sa -= 0.5 * tab[t];
-                    sb -= 0.5 * tbb[t];
-                }
-                sa *= inv;
-                sb *= inv;
-                hist_add(hist,
-                         (creal(sb) * creal(sb) + cimag(sb) * cimag(sb)) / (creal(sa) * cimag(sa)));
+                double sar = uar[2 * t] - 0.5 * (at[2 * t] + ab[2 * t]);
+                double sai = uar[2 * t + 1] - 0.5 * (at[2 * t + 1] + ab[2 * t + 1]);
+                double sbr = ubr[2 * t] - 0.5 * (bt[2 * t] + bb[2 * t]);
+                double sbi = ubr[2 * t + 1] - 0.5 * (bt[2 * t + 1] + bb[2 * t + 1]);
+                r2[t] = (sbr * sbr + sbi * sbi) / (sar * sai);
             }
+            hist_add_row(m->hist + rr * RTD_MC_NBINS, m->lanes, r2 + a, b - a);
         }
         /* Slide the window one row up. */
         if (top + 1 < (long)rows)
