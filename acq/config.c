@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "rtd_acq.h"
+#include "rtd_config.h"
 #include "rtd_shm.h"
 
 void rtd_acq_config_defaults(struct rtd_acq_config *c)
@@ -149,6 +150,16 @@ int rtd_acq_config_parse(struct rtd_acq_config *c, int argc, char **argv)
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
+    /* The configuration file ([rtdaq] and [acq]) and RTDAQ_* variables come before the flags.
+     * The merged vector stays reachable: the config keeps pointers into it. */
+    static char **merged;
+    char err[512];
+    if (rtd_config_argv("acq", opts, &argc, &argv, err, sizeof err)) {
+        fprintf(stderr, "rtdaq-acq: %s\n", err);
+        return -EINVAL;
+    }
+    merged = argv;
+    (void)merged;
     optind = 1;
     int o;
     uint64_t v;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "rtd_acq.h"
+#include "rtd_config.h"
 #include "rtd_util.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -26,6 +27,10 @@ int main(int argc, char **argv)
     int rc = rtd_acq_config_parse(&cfg, argc, argv);
     if (rc)
         return rc > 0 ? 0 : 2;
+    if (rtd_config_check_only()) {
+        printf("config ok\n");
+        return 0;
+    }
     rtd_log_init("rtdaq-acq", cfg.quiet ? RTD_LOG_WARN : RTD_LOG_INFO);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
