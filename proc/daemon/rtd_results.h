@@ -41,7 +41,7 @@ enum {
     RTD_RES_F_PARTIAL = 1,   /* the frame was marked partial by acq (missing packets) */
     RTD_RES_F_TRUNCATED = 2, /* more peaks than --max-ions: the brightest were kept */
     RTD_RES_F_SKIPPED = 4,   /* not analysed (unsupported pixel format / geometry) */
-    RTD_RES_F_ADOPTED = 8,   /* re-offered after the worker that held it died */
+    RTD_RES_F_ADOPTED = 8,   /* reserved: re-offered after its worker died (not reported yet) */
 };
 
 /* One ion (64 B). Static analysis: sigma_y = sigma, A = 0. Positions in frame pixels. */
