@@ -58,6 +58,7 @@ struct run_opts {
     double duration;
     const char *workers;
     double rate;
+    double frames;
     int ions;
     int sim_clients;
     double sim_rate;
@@ -240,12 +241,6 @@ struct snapshot {
     int procs;
 };
 
-static int has_suffix(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
 struct snap_ctx {
     struct snapshot *s;
     const char *process;
@@ -266,12 +261,11 @@ static void snap_counter(const char *label, enum rtd_counter_kind kind, uint64_t
         c->s->fits += v;
     if (proc && !strcmp(label, "frames.processed"))
         c->s->processed += v;
-    /* Per-client and per-consumer counters repeat the totals: count top-level ones only. */
-    if (strncmp(label, "client.", 7) &&
-        (has_suffix(label, ".dropped") || has_suffix(label, "dropped")))
+    /* Data lost on the way: frames the camera could not place (incomplete or ring full),
+     * packet records a full ring refused, results a full results ring refused. */
+    if ((acq && (!strcmp(label, "frames.dropped") || !strcmp(label, "ring.dropped"))) ||
+        (proc && !strcmp(label, "results.dropped")))
         c->s->dropped += v;
-    if (has_suffix(label, "lost_dead") || has_suffix(label, ".lost"))
-        c->s->lost += v;
 }
 
 static void snap_hist(const char *label, const uint64_t *b, void *arg)
@@ -309,6 +303,14 @@ static void snapshot_take(const char *instance, struct snapshot *s)
     memset(s, 0, sizeof *s);
     struct list_ctx l = {instance, s};
     rtd_shm_list(instance, snap_segment, &l);
+    /* Frames a killed worker held and nobody could adopt: counted by the group, in the ring. */
+    struct rtd_ring *r;
+    if (rtd_ring_attach(&r, instance, "frames") == 0) {
+        const struct rtd_ring_hdr *h = rtd_ring_header(r);
+        for (int g = 0; g < RTD_MAX_GROUPS; g++)
+            s->lost += atomic_load_explicit(&h->groups[g].lost_dead, memory_order_relaxed);
+        rtd_ring_close(r);
+    }
 }
 
 static double rate(uint64_t now, uint64_t then, double dt)
@@ -330,6 +332,7 @@ static const char run_usage[] =
     "  --mode fits|wavelet|both   what proc computes (default both)\n"
     "  --rate HZ            synthetic camera frame rate (default 10000)\n"
     "  --ions N             ions per synthetic frame (default 10)\n"
+    "  --frames N           stop the camera after N frames (the rest keeps running)\n"
     "  --sim-clients N      simulated sensor clients (default 16; --no-sim for none)\n"
     "  --sim-rate HZ        packets/s per client (default 1000)\n"
     "  --sim-batch B        packets per write (default 10)\n"
@@ -358,6 +361,7 @@ static const struct option run_long[] = {{"instance", required_argument, 0, 'I'}
                                          {"json", no_argument, 0, 'j'},
                                          {"quiet", no_argument, 0, 'q'},
                                          {"watchdog", required_argument, 0, 'W'},
+                                         {"frames", required_argument, 0, 'N'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
 
@@ -432,6 +436,10 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
             if (parse_num(key, optarg, 1, 100000, &d))
                 return -EINVAL;
             o->sim_batch = (int)d;
+            break;
+        case 'N':
+            if (parse_num(key, optarg, 0, 1e15, &o->frames))
+                return -EINVAL;
             break;
         case 'n':
             o->no_sim = 1;
@@ -521,6 +529,8 @@ static int children_init(struct child *ch, const struct run_opts *o, const char 
     child_arg(&ch[CH_ACQ], "--ions=%d", o->ions);
     child_arg(&ch[CH_ACQ], "--packet-port=%d", o->packet_port);
     child_arg(&ch[CH_ACQ], "--frame-port=%d", o->frame_port);
+    if (o->frames > 0)
+        child_arg(&ch[CH_ACQ], "--frames=%.0f", o->frames);
     if (o->record)
         child_arg(&ch[CH_ACQ], "--record=%s", o->record);
     child_arg(&ch[CH_PROC], "--workers=%s", o->workers);
@@ -532,7 +542,7 @@ static int children_init(struct child *ch, const struct run_opts *o, const char 
         child_arg(&ch[CH_SIM], "--rate=%g", o->sim_rate);
         child_arg(&ch[CH_SIM], "--batch=%d", o->sim_batch);
         child_arg(&ch[CH_SIM], "--port=%d", o->packet_port);
-        child_arg(&ch[CH_SIM], "--duration=%g", o->duration > 0 ? o->duration + 5 : 1e9);
+        child_arg(&ch[CH_SIM], "--duration=%g", o->duration > 0 ? o->duration + 5 : 1e6);
     }
     return 0;
 }
