@@ -447,11 +447,15 @@ static void refill(const struct fit_job *j, struct lanes *L, vf *yt, int l, size
         size_t fi = (*next)++;
         const float *y = j->data + fi * n;
         const float *p0 = j->init + fi * (size_t)np;
-        int bad = 0;
+        /* transpose and check in one branch-free pass: y * 0 is NaN only for NaN/Inf */
+        float chk = 0.0f;
+        for (uint32_t i = 0; i < n; i++) {
+            yt[i][l] = y[i];
+            chk += y[i] * 0.0f;
+        }
         for (int k = 0; k < np; k++)
-            bad |= !isfinite(p0[k]);
-        for (uint32_t i = 0; i < n && !bad; i++)
-            bad |= !isfinite(y[i]);
+            chk += p0[k] * 0.0f;
+        int bad = chk != 0.0f;
         if (j->model != RTD_FIT_SHM_LEGACY && p0[j->model == RTD_FIT_GAUSS_1D ? 2 : 3] == 0.0f)
             bad = 1;
         L->idx[l] = fi;
@@ -459,8 +463,6 @@ static void refill(const struct fit_job *j, struct lanes *L, vf *yt, int l, size
             finish(j, L, l, RTD_FIT_BAD_INPUT, 0, 1);
             continue;
         }
-        for (uint32_t i = 0; i < n; i++)
-            yt[i][l] = y[i];
         for (int k = 0; k < np; k++)
             L->pc[k][l] = p0[k];
         if (j->model == RTD_FIT_SHM_1D) {
