@@ -46,6 +46,21 @@ struct lm_cfg {
     const float *nodes; /* device: positive half-node table for every even N <= 256 */
 };
 
+/*
+ * glibc's expf/logf are correctly rounded in all but a few cases; CUDA's expf/logf
+ * are within 2 ulp. Rounding the double result gives the CPU's float nearly always,
+ * which keeps the two backends' LM paths together (the differences that remain are
+ * the rare double-rounding cases).
+ */
+template <int F> __device__ __forceinline__ float lm_expf(float x)
+{
+    return F ? expf(x) : (float)exp((double)x);
+}
+template <int F> __device__ __forceinline__ float lm_logf(float x)
+{
+    return F ? logf(x) : (float)log((double)x);
+}
+
 /* Offset of N's N/2 positive nodes in the table (N = 2k: k(k-1)/2). */
 __device__ __forceinline__ int lm_node_off(int n)
 {
@@ -74,14 +89,14 @@ __device__ __forceinline__ int lm_shm_nodes(int fixed, float A, float sigma, int
  * Model value and derivatives at sample i (x = i; GAUSS_2D: x = i % size, y = i / size),
  * written in proc/fit's operation order (fit_scalar_tmpl.h: model_eval_).
  */
-template <int M>
+template <int M, int F>
 __device__ __forceinline__ float lm_model(const float *p, int i, const lm_cfg &c, int nodes,
                                           float *d)
 {
     if (M == LM_GAUSS_1D) {
         float is2 = 1.0f / (p[2] * p[2]);
         float dx = (float)i - p[1];
-        float e = expf(-0.5f * dx * dx * is2);
+        float e = lm_expf<F>(-0.5f * dx * dx * is2);
         float ae = p[0] * e;
         d[0] = e;
         d[1] = ae * dx * is2;
@@ -95,7 +110,7 @@ __device__ __forceinline__ float lm_model(const float *p, int i, const lm_cfg &c
         float dx = (float)ix - p[1];
         float dy = (float)iy - p[2];
         float r2 = dx * dx + dy * dy;
-        float e = expf(-0.5f * r2 * is2);
+        float e = lm_expf<F>(-0.5f * r2 * is2);
         float ae = p[0] * e;
         d[0] = e;
         d[1] = ae * dx * is2;
@@ -112,8 +127,8 @@ __device__ __forceinline__ float lm_model(const float *p, int i, const lm_cfg &c
         for (int j = 0; j < nodes / 2; j++) {
             float cj = __ldg(&cn[j]);
             float w1 = u - A * cj, w2 = u + A * cj;
-            float e1 = expf(-0.5f * w1 * w1 * is2);
-            float e2 = expf(-0.5f * w2 * w2 * is2);
+            float e1 = lm_expf<F>(-0.5f * w1 * w1 * is2);
+            float e2 = lm_expf<F>(-0.5f * w2 * w2 * is2);
             float t1 = e1 * w1, t2 = e2 * w2;
             k += e1 + e2;
             kx += t1 + t2;
@@ -150,60 +165,82 @@ __device__ __forceinline__ float lm_model(const float *p, int i, const lm_cfg &c
 }
 
 /*
- * One pass over the samples: chi2 (summed in double, as proc/fit), the gradient
- * g (the right-hand side, -1/2 dchi2/dp) and the upper triangle of the normal
- * matrix. Returns 1 when an MLE model value was not positive (the Poisson
- * likelihood is undefined there: state 3).
+ * chi2 at p (summed in double as proc/fit's chi2_of_). Returns 1 when an MLE
+ * model value was not positive (the Poisson likelihood is undefined: state 3),
+ * with chi2 = 0 as there.
  */
-template <int M, int E>
-__device__ __forceinline__ int lm_accumulate(const float *p, const float *y, int ystride,
-                                             const lm_cfg &c, int nodes, double *chi2, float *g,
-                                             float *h)
+template <int M, int E, int F>
+__device__ __forceinline__ int lm_chi2(const float *p, const float *y, int ystride, const lm_cfg &c,
+                                       int nodes, double *chi2)
 {
     constexpr int NP = lm_np<M>::n;
     float d[NP];
     double cs = 0.0;
-    int bad = 0;
-#pragma unroll
-    for (int j = 0; j < NP; j++)
-        g[j] = 0.0f;
-#pragma unroll
-    for (int j = 0; j < NP * (NP + 1) / 2; j++)
-        h[j] = 0.0f;
     for (int i = 0; i < c.n_points; i++) {
-        float f = lm_model<M>(p, i, c, nodes, d);
+        float f = lm_model<M, F>(p, i, c, nodes, d);
         float yi = y[i * ystride];
-        float r, w;
+        float df = f - yi;
         if (E == LM_LSE) {
-            float df = f - yi;
             cs += (double)(df * df);
-            r = yi - f;
-            w = 1.0f;
         } else {
             if (!(f > 0.0f)) {
-                bad = 1;
-                break;
+                *chi2 = 0.0;
+                return 1;
             }
-            float df = f - yi;
             if (yi != 0.0f)
-                cs += 2.0 * (double)(df - yi * logf(f / yi));
+                cs += 2.0 * (double)(df - yi * lm_logf<F>(f / yi));
             else
                 cs += 2.0 * (double)df;
-            r = -(1.0f - yi / f);
+        }
+    }
+    *chi2 = cs;
+    return 0;
+}
+
+/*
+ * Gradient g (-1/2 dchi2/dp) and the upper triangle of the normal matrix at p,
+ * each term formed in float and summed in double, as proc/fit's coefficients_.
+ */
+template <int M, int E, int F>
+__device__ __forceinline__ void lm_coeff(const float *p, const float *y, int ystride,
+                                         const lm_cfg &c, int nodes, float *g, float *h)
+{
+    constexpr int NP = lm_np<M>::n;
+    constexpr int NH = NP * (NP + 1) / 2;
+    float d[NP];
+    double sg[NP], sh[NH];
+#pragma unroll
+    for (int j = 0; j < NP; j++)
+        sg[j] = 0.0;
+#pragma unroll
+    for (int j = 0; j < NH; j++)
+        sh[j] = 0.0;
+    for (int i = 0; i < c.n_points; i++) {
+        float f = lm_model<M, F>(p, i, c, nodes, d);
+        float yi = y[i * ystride];
+        float w = 1.0f, yf = 0.0f;
+        if (E == LM_MLE) {
+            yf = 1.0f - yi / f;
             w = yi / (f * f);
         }
         int k = 0;
 #pragma unroll
         for (int a = 0; a < NP; a++) {
-            g[a] += r * d[a];
-            float wd = w * d[a];
+            if (E == LM_LSE)
+                sg[a] += (double)((yi - f) * d[a]);
+            else
+                sg[a] += (double)(-d[a] * yf);
 #pragma unroll
             for (int b = a; b < NP; b++)
-                h[k++] += wd * d[b];
+                sh[k++] += (double)(w * d[a] * d[b]);
         }
     }
-    *chi2 = bad ? 0.0 : cs;
-    return bad;
+#pragma unroll
+    for (int j = 0; j < NP; j++)
+        g[j] = (float)sg[j];
+#pragma unroll
+    for (int j = 0; j < NH; j++)
+        h[j] = (float)sh[j];
 }
 
 /* Solve (packed SPD) A x = b by Cholesky in registers; 0, or 1 when not positive definite. */
@@ -271,14 +308,17 @@ template <int NP> __device__ __forceinline__ int lm_diag(int j)
  * lambda multiplied by 10; converged when |chi2_new - chi2| < max(tol,
  * tol*|chi2_new|). States, iteration counts and chi2 on every exit as there:
  * bad input (non-finite values, sigma == 0) keeps the start values.
+ * F = 1 uses CUDA's single-precision exp/log (within 2 ulp) instead of the
+ * rounded double ones: about 3x shorter per fit, for the frame pipeline, whose
+ * latency is one thread's fit; results then differ from the CPU's at ~1e-4 px.
  */
-template <int M, int E>
+template <int M, int E, int F = 0>
 __device__ void lm_fit(float *p, const float *y, int ystride, const lm_cfg &c, int *state_out,
                        int *iters_out, float *chi2_out)
 {
     constexpr int NP = lm_np<M>::n;
     constexpr int NH = NP * (NP + 1) / 2;
-    float g[NP], h[NH], scale[NP], pn[NP], gn[NP], hn[NH], a[NH], dp[NP];
+    float g[NP], h[NH], scale[NP], pn[NP], a[NH], dp[NP];
     double chi2 = CUDART_NAN, chi2n;
     float lambda = 1e-3f;
     int state = LM_CONVERGED, iters = 0, nodes = 0;
@@ -305,12 +345,13 @@ __device__ void lm_fit(float *p, const float *y, int ystride, const lm_cfg &c, i
             p[2] = 0.25f * fabsf(p[3]);
         nodes = lm_shm_nodes(c.shm_nodes, p[2], p[3], 0);
     }
-    if (lm_accumulate<M, E>(p, y, ystride, c, nodes, &chi2, g, h) && E == LM_MLE) {
+    if (lm_chi2<M, E, F>(p, y, ystride, c, nodes, &chi2)) {
         *state_out = LM_NEG_CURV;
         *iters_out = 0;
         *chi2_out = 0.0f;
         return;
     }
+    lm_coeff<M, E, F>(p, y, ystride, c, nodes, g, h);
     for (int it = 0; it < c.max_iter; it++) {
 #pragma unroll
         for (int j = 0; j < NH; j++)
@@ -332,9 +373,9 @@ __device__ void lm_fit(float *p, const float *y, int ystride, const lm_cfg &c, i
             pn[j] = p[j] + dp[j];
         if (M == LM_SHM_1D)
             nodes = lm_shm_nodes(c.shm_nodes, pn[2], pn[3], nodes);
-        int badn = lm_accumulate<M, E>(pn, y, ystride, c, nodes, &chi2n, gn, hn);
+        int badn = lm_chi2<M, E, F>(pn, y, ystride, c, nodes, &chi2n);
         iters = it + 1;
-        if (badn && E == LM_MLE) {
+        if (badn) {
             state = LM_NEG_CURV;
             break;
         }
@@ -342,14 +383,10 @@ __device__ void lm_fit(float *p, const float *y, int ystride, const lm_cfg &c, i
         int conv = fabs(chi2n - chi2) < fmax(tol, tol * fabs(chi2n));
         if (chi2n < chi2) {
 #pragma unroll
-            for (int j = 0; j < NP; j++) {
+            for (int j = 0; j < NP; j++)
                 p[j] = pn[j];
-                g[j] = gn[j];
-            }
-#pragma unroll
-            for (int j = 0; j < NH; j++)
-                h[j] = hn[j];
             chi2 = chi2n;
+            lm_coeff<M, E, F>(p, y, ystride, c, nodes, g, h);
             lambda *= 0.1f;
         } else {
             lambda *= 10.0f;

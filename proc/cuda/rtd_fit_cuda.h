@@ -87,9 +87,9 @@ struct rtd_pipe_frame_stats;
 struct rtd_cuda_pipe; /* opaque */
 
 struct rtd_cuda_pipe_opts {
-    int batch_frames;     /* frames per launch (default 8, 1..64) */
-    int n_inflight;       /* batches in flight (default 3, 1..8) */
-    uint64_t max_wait_ns; /* launch a partial batch after this (default 500 us) */
+    int batch_frames;     /* frames per launch (default 4, 1..64) */
+    int n_inflight;       /* batches in flight (default 4, 1..8) */
+    uint64_t max_wait_ns; /* launch a partial batch after this (default 250 us) */
 };
 
 struct rtd_cuda_frame_result {

@@ -357,9 +357,9 @@ __device__ void fit_one(const kparams &kp, const lm_cfg &c, float *p, const floa
                         int *it, float *cs)
 {
     if (kp.estimator)
-        lm_fit<M, LM_MLE>(p, y, 1, c, st, it, cs);
+        lm_fit<M, LM_MLE, 1>(p, y, 1, c, st, it, cs);
     else
-        lm_fit<M, LM_LSE>(p, y, 1, c, st, it, cs);
+        lm_fit<M, LM_LSE, 1>(p, y, 1, c, st, it, cs);
 }
 
 /*
@@ -610,9 +610,9 @@ struct rtd_cuda_pipe {
 extern "C" void rtd_cuda_pipe_opts_default(struct rtd_cuda_pipe_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->batch_frames = 8;
-    o->n_inflight = 3;
-    o->max_wait_ns = 500000;
+    o->batch_frames = 4;
+    o->n_inflight = 4;
+    o->max_wait_ns = 250000;
 }
 
 /* The CPU pipeline's blur kernel (rtd_pipeline.c: blur_kernel), weights computed in double. */

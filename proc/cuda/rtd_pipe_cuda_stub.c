@@ -12,9 +12,9 @@
 void rtd_cuda_pipe_opts_default(struct rtd_cuda_pipe_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->batch_frames = 8;
-    o->n_inflight = 3;
-    o->max_wait_ns = 500000;
+    o->batch_frames = 4;
+    o->n_inflight = 4;
+    o->max_wait_ns = 250000;
 }
 
 int rtd_cuda_pipe_create(struct rtd_cuda_pipe **out, const struct rtd_pipe_config *cfg, int width,

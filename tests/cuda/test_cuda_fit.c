@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * GPU fits against the CPU library on the reference data: for every model and
- * estimator the GPU backend supports, run rtd_fit_batch() and
- * rtd_fit_cuda_batch() on the same ROIs and initial values and require that
- * the states agree and that centres (and the other parameters, relative to
- * their scale) agree within 1e-4 px for fits converged in both. Also a large
- * batch (many chunks over the streams) must give the small batch's answers.
+ * GPU fits against the CPU library on the reference data, for every model and
+ * estimator, same ROIs and start values:
+ *  - against the CPU's scalar float32 kernel, which the GPU kernel follows
+ *    operation by operation: states agree (0.5 % slack for a chi2 that crosses
+ *    the tolerance one iteration apart) and, for every fit converged in both,
+ *    centres within 1e-4 px for the least-squares Gaussian fits; MLE and SHM_1D
+ *    amplify the last-ulp differences of exp/log (deviance weights, the flat
+ *    A-sigma valley), so there the bound is proc/fit's own 2e-3 px;
+ *  - against the CPU's default (SIMD) kernel: the tolerance proc/fit states
+ *    between its own kernels, 2e-3 px for >= 99.5 % and states for >= 98 %.
+ * Also a large batch (many chunks over the streams) must give the small batch's
+ * answers bit for bit.
  * Exit 0 pass, 1 fail, 77 skip (no usable CUDA device: the reason is printed).
  */
 #include "rtd_fit.h"
@@ -40,7 +46,7 @@ struct dataset {
     int centre[2]; /* parameter indices that are positions (px) */
 };
 
-static void compare(const struct dataset *ds, enum rtd_fit_estimator est)
+static void compare(const struct dataset *ds, enum rtd_fit_estimator est, int isa)
 {
     const size_t n = 1000;
     float *data = load_f32(ds->data, n * (size_t)ds->n_points);
@@ -54,6 +60,7 @@ static void compare(const struct dataset *ds, enum rtd_fit_estimator est)
     rtd_fit_opts_default(&o, ds->model, ds->n_points);
     o.estimator = est;
     o.threads = 1;
+    o.isa = isa;
     int rc1 = rtd_fit_batch(&o, n, data, init, pc, sc, ic, cc);
     int rc2 = rtd_fit_cuda_batch(&o, n, data, init, pg, sg, ig, cg);
     if (rc1 < 0 || rc2 != 0) {
@@ -62,6 +69,9 @@ static void compare(const struct dataset *ds, enum rtd_fit_estimator est)
         fails++;
         return;
     }
+    const double tight =
+        isa == RTD_FIT_ISA_SCALAR && est == RTD_FIT_LSE && ds->model != RTD_FIT_SHM_1D ? 1e-4
+                                                                                       : 2e-3;
     size_t both = 0, state_diff = 0, pos_bad = 0, conv_cpu = 0, conv_gpu = 0, iter_diff = 0;
     double max_dpos = 0, max_rel = 0;
     for (size_t i = 0; i < n; i++) {
@@ -69,7 +79,7 @@ static void compare(const struct dataset *ds, enum rtd_fit_estimator est)
         conv_gpu += sg[i] == 0;
         if (sc[i] != sg[i]) {
             state_diff++;
-            if (state_diff <= 3)
+            if (state_diff <= 3 && isa == RTD_FIT_ISA_SCALAR)
                 fprintf(stderr, "  %s fit %zu: state cpu %d (it %d) gpu %d (it %d)\n", ds->name, i,
                         sc[i], ic[i], sg[i], ig[i]);
         }
@@ -86,27 +96,40 @@ static void compare(const struct dataset *ds, enum rtd_fit_estimator est)
             double rel = fabs((double)a[j] - (double)b[j]) / fmax(1.0, fabs((double)a[j]));
             max_rel = fmax(max_rel, rel);
         }
-        if (dpos > 1e-4) {
+        if (dpos > tight) {
             pos_bad++;
-            if (pos_bad <= 3)
+            if (pos_bad <= 3 && isa == RTD_FIT_ISA_SCALAR)
                 fprintf(stderr, "  %s fit %zu: centre differs by %.3g px\n", ds->name, i, dpos);
         }
         max_dpos = fmax(max_dpos, dpos);
     }
     const char *en = est == RTD_FIT_MLE ? "mle" : "lse";
-    printf("%-14s %s: converged cpu %zu gpu %zu both %zu; states differ %zu, iterations differ "
-           "%zu; max |dcentre| %.2e px, max rel param diff %.2e, centres > 1e-4 px: %zu\n",
-           ds->name, en, conv_cpu, conv_gpu, both, state_diff, iter_diff, max_dpos, max_rel,
-           pos_bad);
+    const int strict = isa == RTD_FIT_ISA_SCALAR;
+    printf("%-14s %s vs cpu %-6s: converged cpu %zu gpu %zu both %zu; states differ %zu, "
+           "iterations differ "
+           "%zu; max |dcentre| %.2e px, max rel param diff %.2e, centres > %.0e px: %zu\n",
+           ds->name, en, rtd_fit_isa_name(isa), conv_cpu, conv_gpu, both, state_diff, iter_diff,
+           max_dpos, max_rel, tight, pos_bad);
     /* Float rounding differs (GPU exp, summation order): a fit on the edge of the tolerance may
      * stop one iteration apart, which can flip "converged" vs "max iterations" at iteration 25.
      * Allow 0.5 % of such fits, never a wrong centre. */
-    if (state_diff > n / 200 || pos_bad > 0) {
+    size_t loose_bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (sc[i] == 0 && sg[i] == 0)
+            for (int k = 0; k < 2; k++)
+                if (ds->centre[k] >= 0 &&
+                    fabs((double)pc[i * (size_t)ds->np + (size_t)ds->centre[k]] -
+                         (double)pg[i * (size_t)ds->np + (size_t)ds->centre[k]]) > 2e-3) {
+                    loose_bad++;
+                    break;
+                }
+    if (strict ? (state_diff > n / 200 || pos_bad > 0)
+               : (state_diff > n / 50 || loose_bad > both / 200)) {
         fprintf(stderr, "FAIL %s %s\n", ds->name, en);
         fails++;
     }
     /* A batch of many chunks: the first 1000 fits must come out as above. */
-    if (ds->model == RTD_FIT_GAUSS_2D && est == RTD_FIT_LSE) {
+    if (ds->model == RTD_FIT_GAUSS_2D && est == RTD_FIT_LSE && strict) {
         const size_t rep = 300;
         float *bd = malloc(sizeof(float) * n * rep * (size_t)ds->n_points);
         float *bi = malloc(sizeof(float) * n * rep * (size_t)ds->np);
@@ -176,8 +199,10 @@ int main(void)
         {"shm1d_48", RTD_FIT_SHM_1D, 48, 5, "shm1d_48_data.f32", "shm1d_48_init.f32", {1, -1}},
     };
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
-        compare(&sets[i], RTD_FIT_LSE);
-        compare(&sets[i], RTD_FIT_MLE);
+        compare(&sets[i], RTD_FIT_LSE, RTD_FIT_ISA_SCALAR);
+        compare(&sets[i], RTD_FIT_MLE, RTD_FIT_ISA_SCALAR);
+        compare(&sets[i], RTD_FIT_LSE, RTD_FIT_ISA_AUTO);
+        compare(&sets[i], RTD_FIT_MLE, RTD_FIT_ISA_AUTO);
     }
     if (fails)
         fprintf(stderr, "%d comparison(s) failed\n", fails);

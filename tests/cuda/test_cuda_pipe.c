@@ -24,7 +24,7 @@ static int fails;
 
 static uint16_t *load_frames(void)
 {
-    static const char *const where[] = {"pipeline", "fits", "frames"};
+    static const char *const where[] = {"frames"};
     for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s/frames_300_u16.bin", RTD_TEST_DATA, where[i]);
@@ -40,46 +40,63 @@ static uint16_t *load_frames(void)
 }
 
 struct tally {
-    int frames, ions, both, pos_bad, state_diff, count_diff;
+    int frames, ions, matched, overlap, both, pos_bad, state_diff, det_diff;
     double max_d;
 };
 
+/*
+ * The detection stage must agree exactly (same peaks, background, threshold).
+ * Ions the CPU flags as overlapping are left out: the CPU pipeline de-blends
+ * and splits blends in several passes, the GPU one refits once. Every other
+ * CPU ion must have a GPU ion from the same peak with the same state and
+ * edge/outside flags, and a centre within 2e-3 px when both converged (the
+ * CPU pipeline fits with the SIMD kernels; proc/fit's own tolerance between
+ * its kernels is 2e-3 px).
+ */
 static void compare_frame(const struct rtd_pipe_ion *a, int na,
                           const struct rtd_pipe_frame_stats *sa, const struct rtd_pipe_ion *b,
                           int nb, const struct rtd_pipe_frame_stats *sb, int f, struct tally *t)
 {
     t->frames++;
-    if (na != nb || sa->n_peaks != sb->n_peaks || sa->background != sb->background ||
-        sa->threshold != sb->threshold) {
+    if (sa->n_peaks != sb->n_peaks || sa->background != sb->background ||
+        sa->threshold != sb->threshold || sa->noise != sb->noise) {
         fprintf(stderr,
-                "  frame %d: cpu %d ions (%u peaks, bg %.4f thr %.4f), gpu %d ions (%u "
-                "peaks, bg %.4f thr %.4f)\n",
-                f, na, sa->n_peaks, (double)sa->background, (double)sa->threshold, nb, sb->n_peaks,
+                "  frame %d: detection differs: cpu %u peaks bg %.6f thr %.6f, gpu %u "
+                "peaks bg %.6f thr %.6f\n",
+                f, sa->n_peaks, (double)sa->background, (double)sa->threshold, sb->n_peaks,
                 (double)sb->background, (double)sb->threshold);
-        t->count_diff++;
-        return;
+        t->det_diff++;
     }
     for (int i = 0; i < na; i++) {
         t->ions++;
-        if (a[i].peak_x != b[i].peak_x || a[i].peak_y != b[i].peak_y) {
-            fprintf(stderr, "  frame %d ion %d: peak cpu (%d,%d) gpu (%d,%d)\n", f, i, a[i].peak_x,
-                    a[i].peak_y, b[i].peak_x, b[i].peak_y);
-            t->count_diff++;
+        if (a[i].flags & RTD_ION_OVERLAP) {
+            t->overlap++;
             continue;
         }
-        if (a[i].state != b[i].state || a[i].flags != b[i].flags) {
+        int j = 0;
+        while (j < nb && (b[j].peak_x != a[i].peak_x || b[j].peak_y != a[i].peak_y))
+            j++;
+        if (j == nb) {
+            fprintf(stderr, "  frame %d ion %d: peak (%d,%d) not found on the GPU\n", f, i,
+                    a[i].peak_x, a[i].peak_y);
+            t->det_diff++;
+            continue;
+        }
+        t->matched++;
+        const int keep = RTD_ION_EDGE | RTD_ION_OUTSIDE;
+        if (a[i].state != b[j].state || (a[i].flags & keep) != (b[j].flags & keep)) {
             fprintf(stderr, "  frame %d ion %d: state/flags cpu %d/%d gpu %d/%d\n", f, i,
-                    a[i].state, a[i].flags, b[i].state, b[i].flags);
+                    a[i].state, a[i].flags, b[j].state, b[j].flags);
             t->state_diff++;
         }
-        if (a[i].state || b[i].state)
+        if (a[i].state || b[j].state)
             continue;
         t->both++;
-        double d = fmax(fabs(a[i].x - b[i].x), fabs(a[i].y - b[i].y));
+        double d = fmax(fabs(a[i].x - b[j].x), fabs(a[i].y - b[j].y));
         t->max_d = fmax(t->max_d, d);
-        if (d > 1e-4) {
+        if (d > 2e-3) {
             fprintf(stderr, "  frame %d ion %d: centre cpu (%.5f,%.5f) gpu (%.5f,%.5f)\n", f, i,
-                    a[i].x, a[i].y, b[i].x, b[i].y);
+                    a[i].x, a[i].y, b[j].x, b[j].y);
             t->pos_bad++;
         }
     }
@@ -110,11 +127,12 @@ static void run_analysis(const uint16_t *frames, enum rtd_pipe_analysis an, int 
         }
         compare_frame(a, na, &sa, b, nb, &sb, f, &t);
     }
-    printf("%-6s frames %d-%d: %d ions, %d converged in both, max |dcentre| %.2e px; "
-           "count/peak differences %d, state/flag differences %d, centres > 1e-4 px %d\n",
-           rtd_pipe_analysis_name(an), f0, f1 - 1, t.ions, t.both, t.max_d, t.count_diff,
-           t.state_diff, t.pos_bad);
-    if (t.count_diff || t.state_diff || t.pos_bad)
+    printf("%-6s frames %d-%d: cpu %d ions (%d overlapping, left out), %d matched, %d converged "
+           "in both, max |dcentre| %.2e px; detection differences %d, state/flag differences %d, "
+           "centres > 2e-3 px %d\n",
+           rtd_pipe_analysis_name(an), f0, f1 - 1, t.ions, t.overlap, t.matched, t.both, t.max_d,
+           t.det_diff, t.state_diff, t.pos_bad);
+    if (t.det_diff || t.state_diff || t.pos_bad || t.matched == 0)
         fails++;
     rtd_pipe_destroy(cpu);
     rtd_cuda_pipe_destroy(gpu);

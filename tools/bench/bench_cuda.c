@@ -299,7 +299,7 @@ static int bench_frames(const struct bopts *bo, const char *dev, const uint16_t 
 
 int rtd_bench_cuda(int argc, char **argv)
 {
-    struct bopts bo = {0, 2u << 20, 200000, 5, 20000, 10000.0, 8, 500000};
+    struct bopts bo = {0, 2u << 20, 200000, 5, 20000, 10000.0, 4, 250000};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
