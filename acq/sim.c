@@ -153,7 +153,6 @@ int rtd_sim_packets(const struct rtd_sim_packets_opts *o, volatile sig_atomic_t 
         if (now >= end)
             break;
         uint64_t next = end;
-        uint64_t wall = rtd_realtime_ns();
         for (uint32_t i = 0; i < o->clients; i++) {
             struct sim_client *c = &cl[i];
             if (c->fd < 0)
@@ -177,7 +176,8 @@ int rtd_sim_packets(const struct rtd_sim_packets_opts *o, volatile sig_atomic_t 
             if (now >= c->next_due) {
                 if (now > c->next_due + interval)
                     res->late_batches++;
-                c->len = build_batch(c, o, tab, batch, wall);
+                /* Stamped per batch: a pass over many clients can take milliseconds. */
+                c->len = build_batch(c, o, tab, batch, rtd_realtime_ns());
                 c->off = 0;
                 res->packets += batch;
                 res->bytes += c->len;

@@ -40,10 +40,13 @@ static int t_failures;
         }                                                                                          \
     } while (0)
 
-/* Ports 20000..59999 from the pid (never the defaults 7000/7001); instance "acqt<pid><tag>". */
+/*
+ * Ports from the pid, below the kernel's ephemeral range (32768..) so that no client socket
+ * can hold them, never the defaults 7000/7001: 20000 + 16 * (pid % 750) + k, k < 16.
+ */
 static inline int t_port(int k)
 {
-    return 20000 + (int)((getpid() * 8) % 40000) + k;
+    return 20000 + 16 * (int)(getpid() % 750) + k;
 }
 
 static inline void t_instance(char *buf, size_t n, const char *tag)

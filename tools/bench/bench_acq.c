@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * `rtdaq-bench acq [--json] [--clients N] [--seconds S] [--rate HZ] [--batch B]
- *  [--size S] [--runs N] [--cases LIST] [--max-clients N] [--max-seconds S]`:
+ *  [--size S] [--runs N] [--cases LIST] [--max-clients N] [--max-seconds S]
+ *  [--recv-buf-size B] [--recv-buf-count N] [--acq-fifo PRIO] [--acq-cpu N]`:
  * acq's ingest measured end to end on loopback. The daemon (the same
  * rtd_acq_run as rtdaq-acq) runs in a forked child; the simulators run in this
  * process. Cases:
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rtd_acq.h"
@@ -37,6 +39,11 @@
 #include "rtd_util.h"
 
 #define MAX_RUNS 16
+
+/* io_uring provided-buffer ring for the daemon (0: acq's defaults). */
+static uint32_t rbuf_size, rbuf_count;
+/* Real-time set-up for the daemon, as a deployment would run it (--acq-fifo, --acq-cpu). */
+static int acq_fifo, acq_cpu = -1;
 
 static volatile sig_atomic_t child_stop;
 
@@ -49,27 +56,17 @@ static void child_on_term(int sig)
 struct daemon {
     pid_t pid;
     char instance[32];
-    uint64_t cpu_ticks0;
+    uint64_t cpu_ns0;
 };
 
-static uint64_t proc_cpu_ticks(pid_t pid)
+/* CPU time (user + system, ns) of another process, through its CPU-time clock. */
+static uint64_t proc_cpu_ns(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
+    clockid_t cid;
+    struct timespec ts;
+    if (clock_getcpuclockid(pid, &cid) || clock_gettime(cid, &ts))
         return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    const char *p = strrchr(buf, ')');
-    if (!p)
-        return 0;
-    unsigned long long ut = 0, st = 0;
-    /* Fields after the comm: state(3) ... utime(14) stime(15). */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return 0;
-    return ut + st;
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static int daemon_start(struct daemon *d, struct rtd_acq_config *cfg)
@@ -92,7 +89,7 @@ static int daemon_start(struct daemon *d, struct rtd_acq_config *cfg)
         if (rtd_stats_open(&v, d->instance, "acq") == 0) {
             rtd_stats_view_close(v);
             usleep(100000);
-            d->cpu_ticks0 = proc_cpu_ticks(d->pid);
+            d->cpu_ns0 = proc_cpu_ns(d->pid);
             return 0;
         }
         if (waitpid(d->pid, NULL, WNOHANG) == d->pid)
@@ -143,14 +140,23 @@ static void snap_hist(const char *label, const uint64_t *b, void *arg)
     }
 }
 
-static int snapshot(const char *instance, const char *hist, struct snap *s)
+static int snapshot(const char *instance, const char *hist, struct snap *s, int settle)
 {
     memset(s, 0, sizeof *s);
-    usleep(250000); /* acq flushes its counters every 100 ms */
     struct rtd_stats_view *v;
     int rc = rtd_stats_open(&v, instance, "acq");
     if (rc)
         return rc;
+    /* Let acq drain what is still queued in socket buffers: wait until its counters stop
+     * moving for 300 ms (they are flushed every 100 ms), at most 10 s. */
+    uint64_t last = UINT64_MAX;
+    for (int still = 0, i = 0; settle && still < 3 && i < 100; i++) {
+        usleep(100000);
+        rtd_stats_view_foreach(v, snap_counter, s);
+        uint64_t now = s->rx + s->frames + s->gaps;
+        still = now == last ? still + 1 : 0;
+        last = now;
+    }
     hist_want = hist;
     rtd_stats_view_foreach(v, snap_counter, s);
     rtd_stats_view_foreach_hist(v, snap_hist, s);
@@ -168,6 +174,12 @@ static void base_config(struct rtd_acq_config *cfg, int port, int run)
     cfg->overflow = RTD_OVERFLOW_DROP_NEWEST; /* no consumer here: never stall, count drops */
     cfg->packet_ring_bytes = 64ull << 20;
     cfg->quiet = 1;
+    if (rbuf_size)
+        cfg->recv_buf_size = rbuf_size;
+    if (rbuf_count)
+        cfg->recv_buf_count = rbuf_count;
+    cfg->fifo_prio = acq_fifo;
+    cfg->cpu = acq_cpu;
 }
 
 struct pk_result {
@@ -195,16 +207,15 @@ static int run_packets(enum rtd_acq_io io, int run, uint32_t clients, double rat
                                      .size = size,
                                      .duration = seconds};
     struct rtd_sim_packets_result sr;
-    uint64_t t0 = proc_cpu_ticks(d.pid);
+    uint64_t t0 = proc_cpu_ns(d.pid);
     rc = rtd_sim_packets(&o, NULL, &sr);
-    uint64_t t1 = proc_cpu_ticks(d.pid);
+    uint64_t t1 = proc_cpu_ns(d.pid);
     struct snap s;
-    snapshot(d.instance, "latency.packet", &s);
+    snapshot(d.instance, "latency.packet", &s, 1);
     daemon_stop(&d);
     if (rc)
         return rc;
-    long hz = sysconf(_SC_CLK_TCK);
-    double cpu_s = (double)(t1 - t0) / (double)(hz > 0 ? hz : 100);
+    double cpu_s = (double)(t1 - t0) / 1e9;
     r->sent = (double)sr.packets;
     r->rx = (double)s.rx;
     r->lost = (double)(sr.packets > s.rx ? sr.packets - s.rx : 0) + (double)s.gaps +
@@ -291,16 +302,15 @@ static int case_frames(int json, double seconds, int port, int run)
                                     .duration = seconds,
                                     .dgram = 8192};
     struct rtd_sim_frames_result fr;
-    uint64_t t0 = proc_cpu_ticks(d.pid);
+    uint64_t t0 = proc_cpu_ns(d.pid);
     rc = rtd_sim_frames(&o, NULL, &fr);
-    uint64_t t1 = proc_cpu_ticks(d.pid);
+    uint64_t t1 = proc_cpu_ns(d.pid);
     struct snap s;
-    snapshot(d.instance, "latency.frame", &s);
+    snapshot(d.instance, "latency.frame", &s, 1);
     daemon_stop(&d);
     if (rc)
         return rc;
-    long hz = sysconf(_SC_CLK_TCK);
-    double cpu = 100.0 * (double)(t1 - t0) / (double)(hz > 0 ? hz : 100) / fr.seconds;
+    double cpu = 100.0 * (double)(t1 - t0) / 1e9 / fr.seconds;
     double lost = fr.frames > s.frames ? (double)(fr.frames - s.frames) : 0;
     if (json)
         printf("{\"case\":\"frames_udp\",\"impl\":\"uring\",\"width\":256,\"height\":256,"
@@ -334,15 +344,14 @@ static int case_synthetic(int json, double seconds, int port, int run)
     if (rc)
         return rc;
     struct snap s0, s1;
-    snapshot(d.instance, "latency.frame", &s0);
-    uint64_t t0 = proc_cpu_ticks(d.pid), w0 = rtd_now_ns();
+    snapshot(d.instance, "latency.frame", &s0, 0);
+    uint64_t t0 = proc_cpu_ns(d.pid), w0 = rtd_now_ns();
     usleep((useconds_t)(seconds * 1e6));
-    uint64_t t1 = proc_cpu_ticks(d.pid), w1 = rtd_now_ns();
-    snapshot(d.instance, "latency.frame", &s1);
+    uint64_t t1 = proc_cpu_ns(d.pid), w1 = rtd_now_ns();
+    snapshot(d.instance, "latency.frame", &s1, 0);
     daemon_stop(&d);
-    double secs = (double)(w1 - w0) / 1e9 + 0.25; /* snapshot() waits 250 ms */
-    long hz = sysconf(_SC_CLK_TCK);
-    double cpu = 100.0 * (double)(t1 - t0) / (double)(hz > 0 ? hz : 100) / (secs - 0.25);
+    double secs = (double)(w1 - w0) / 1e9;
+    double cpu = 100.0 * (double)(t1 - t0) / 1e9 / secs;
     double fps = (double)(s1.frames - s0.frames) / secs;
     if (json)
         printf("{\"case\":\"synthetic\",\"impl\":\"uring\",\"width\":300,\"height\":300,"
@@ -374,6 +383,10 @@ int rtd_bench_acq(int argc, char **argv)
                                          {"cases", required_argument, 0, 'C'},
                                          {"max-clients", required_argument, 0, 'm'},
                                          {"max-seconds", required_argument, 0, 'M'},
+                                         {"recv-buf-size", required_argument, 0, 'S'},
+                                         {"recv-buf-count", required_argument, 0, 'N'},
+                                         {"acq-fifo", required_argument, 0, 'F'},
+                                         {"acq-cpu", required_argument, 0, 'P'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
@@ -410,11 +423,25 @@ int rtd_bench_acq(int argc, char **argv)
         case 'M':
             max_seconds = atof(optarg);
             break;
+        case 'S':
+            rbuf_size = (uint32_t)atoi(optarg);
+            break;
+        case 'N':
+            rbuf_count = (uint32_t)atoi(optarg);
+            break;
+        case 'F':
+            acq_fifo = atoi(optarg);
+            break;
+        case 'P':
+            acq_cpu = atoi(optarg);
+            break;
         case 'h':
             printf("usage: rtdaq-bench acq [--json] [--clients N] [--seconds S] [--rate HZ] "
                    "[--batch B] [--size S]\n"
                    "                        [--runs N] [--cases packets,maxrate,frames,synthetic] "
                    "[--max-clients N] [--max-seconds S]\n"
+                   "                        [--recv-buf-size B] [--recv-buf-count N] [--acq-fifo "
+                   "PRIO] [--acq-cpu N]\n"
                    "defaults: 1000 clients x 10 kHz x 32 B in 804-packet batches for 5 s "
                    "(--seconds 30 for the full run), maxrate 2 runs x 3 s per loop\n");
             return 0;
@@ -428,7 +455,8 @@ int rtd_bench_acq(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    int port = 30000 + (int)(getpid() % 20000);
+    /* Below the ephemeral range (32768..), where the senders' own sockets live. */
+    int port = 12000 + 64 * (int)(getpid() % 120);
     int run = 0, rc = 0;
     if (!json)
         printf("# acq ingest on %d CPUs shared by sender and daemon (sender-bound; compare the "
