@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,8 +48,37 @@ struct ctl {
 };
 
 static char inst[32];
+/*
+ * threads mode: every thread uses the creator's mapping. ThreadSanitizer knows
+ * memory by address; separate mappings of one segment would hide every race.
+ */
+static struct rtd_ring *shared_ring;
+
+/* Children die with the parent (its alarm() is the test's time limit). */
+static pid_t fork_child(void)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+    return pid;
+}
 static uint64_t nframes = 200000;
 static struct ctl *ctl;
+
+static int attach(struct rtd_ring **r)
+{
+    if (shared_ring) {
+        *r = shared_ring;
+        return 0;
+    }
+    return rtd_ring_attach(r, inst, "frames");
+}
+
+static void detach(struct rtd_ring *r)
+{
+    if (r != shared_ring)
+        rtd_ring_close(r);
+}
 
 static uint64_t mix(uint64_t x)
 {
@@ -61,7 +91,7 @@ static uint64_t mix(uint64_t x)
 static int run_producer(void)
 {
     struct rtd_ring *r;
-    if (rtd_ring_attach(&r, inst, "frames"))
+    if (attach(&r))
         return 1;
     while (!atomic_load(&ctl->go))
         sched_yield();
@@ -84,7 +114,7 @@ static int run_producer(void)
         rtd_frame_publish(r, &f);
         atomic_store(&ctl->produced, ++i);
     }
-    rtd_ring_close(r);
+    detach(r);
     return 0;
 }
 
@@ -94,7 +124,7 @@ static int run_member(int id, bool victim)
     struct rtd_group *g;
     char label[16];
     snprintf(label, sizeof label, "m%d", id);
-    if (rtd_ring_attach(&r, inst, "frames") || rtd_group_join(&g, r, "workers", label)) {
+    if (attach(&r) || rtd_group_join(&g, r, "workers", label)) {
         atomic_store(&ctl->fail, 1);
         return 1;
     }
@@ -102,6 +132,11 @@ static int run_member(int id, bool victim)
     int ret = 0;
     while (!atomic_load(&ctl->done)) {
         struct rtd_frame f;
+        /* While the victim is asked to freeze, leave it the next frame. */
+        if (!victim && atomic_load(&ctl->freeze) && !atomic_load(&ctl->victim_held)) {
+            sched_yield();
+            continue;
+        }
         int rc = rtd_group_take(g, &f);
         if (rc == -EAGAIN) {
             sched_yield();
@@ -136,7 +171,7 @@ static int run_member(int id, bool victim)
     atomic_store(&ctl->lost_dead, rtd_group_lost_dead(g));
     atomic_store(&ctl->adopted, rtd_group_adopted(g));
     rtd_group_leave(g);
-    rtd_ring_close(r);
+    detach(r);
     if (ret)
         atomic_store(&ctl->fail, 1);
     return ret;
@@ -209,6 +244,7 @@ int main(int argc, char **argv)
     uint64_t t0 = rtd_now_ns();
     int fail = 0;
     if (threads) {
+        shared_ring = r;
         pthread_t tm[3], tp;
         for (intptr_t i = 0; i < 3; i++)
             pthread_create(&tm[i], NULL, thread_member, (void *)i);
@@ -228,11 +264,11 @@ int main(int argc, char **argv)
     } else {
         pid_t pm[3], pp;
         for (int i = 0; i < 3; i++)
-            if ((pm[i] = fork()) == 0)
+            if ((pm[i] = fork_child()) == 0)
                 _exit(run_member(i, i == 2));
         while (atomic_load(&ctl->joined) < 3)
             usleep(1000);
-        if ((pp = fork()) == 0)
+        if ((pp = fork_child()) == 0)
             _exit(run_producer());
         atomic_store(&ctl->go, 1);
         while (atomic_load(&ctl->produced) < nframes / 3 && !atomic_load(&ctl->fail))
@@ -273,6 +309,7 @@ int main(int argc, char **argv)
         fail = 1;
     }
     fail |= atomic_load(&ctl->fail);
+    shared_ring = NULL;
     rtd_ring_close(r);
     rtd_shm_cleanup(inst, 1);
     return fail ? 1 : 0;

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,8 +50,37 @@ struct ctl {
 };
 
 static char inst[32];
+/*
+ * threads mode: every thread uses the creator's mapping. ThreadSanitizer knows
+ * memory by address; separate mappings of one segment would hide every race.
+ */
+static struct rtd_ring *shared_ring;
+
+/* Children die with the parent (its alarm() is the test's time limit). */
+static pid_t fork_child(void)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+    return pid;
+}
 static uint64_t nrec = 10000000;
 static struct ctl *ctl;
+
+static int attach(struct rtd_ring **r)
+{
+    if (shared_ring) {
+        *r = shared_ring;
+        return 0;
+    }
+    return rtd_ring_attach(r, inst, "stress");
+}
+
+static void detach(struct rtd_ring *r)
+{
+    if (r != shared_ring)
+        rtd_ring_close(r);
+}
 
 static uint64_t mix(uint64_t x)
 {
@@ -79,8 +109,9 @@ static void fill(uint64_t *p, uint64_t seq, uint32_t len)
 }
 
 /* Monitors read bytes the producer may be rewriting; rtd_pkt_valid() decides afterwards. */
-NO_TSAN static int check(const struct rtd_pkt_hdr *h, uint64_t *seq_out)
+NO_TSAN static int check(const struct rtd_pkt_hdr *h, uint64_t *seq_out, bool *is_end)
 {
+    *is_end = h->type == TYPE_END;
     const uint64_t *p = rtd_pkt_payload(h);
     uint32_t n = h->len / 8;
     *seq_out = UINT64_MAX;
@@ -104,7 +135,7 @@ NO_TSAN static int check(const struct rtd_pkt_hdr *h, uint64_t *seq_out)
 static int run_producer(void)
 {
     struct rtd_ring *r;
-    int rc = rtd_ring_attach(&r, inst, "stress");
+    int rc = attach(&r);
     if (rc)
         FAIL("producer attach: %d", rc);
     while (!atomic_load(&ctl->go))
@@ -133,7 +164,7 @@ static int run_producer(void)
     }
     rtd_pkt_publish(r);
     atomic_store(&ctl->produced, seq);
-    rtd_ring_close(r);
+    detach(r);
     return 0;
 }
 
@@ -142,7 +173,7 @@ static int run_consumer(int role) /* 0 reliable, 1 monitor, 2 victim */
     static const char *labels[] = {"reliable", "monitor", "victim"};
     struct rtd_ring *r;
     struct rtd_consumer *c;
-    int rc = rtd_ring_attach(&r, inst, "stress");
+    int rc = attach(&r);
     if (rc)
         FAIL("%s attach: %d", labels[role], rc);
     rc = rtd_consumer_open(&c, r, role == 1 ? RTD_CONSUMER_MONITOR : RTD_CONSUMER_RELIABLE,
@@ -165,8 +196,8 @@ static int run_consumer(int role) /* 0 reliable, 1 monitor, 2 victim */
         if (rc)
             FAIL("%s next: %d", labels[role], rc);
         uint64_t seq = UINT64_MAX;
-        int bad = check(h, &seq);
-        bool is_end = h->type == TYPE_END;
+        bool is_end;
+        int bad = check(h, &seq, &is_end);
         if (role == 1) {
             if (!rtd_pkt_valid(c, h))
                 continue;
@@ -206,7 +237,7 @@ static int run_consumer(int role) /* 0 reliable, 1 monitor, 2 victim */
         atomic_store(&ctl->victim_got, got);
     }
     rtd_consumer_close(c);
-    rtd_ring_close(r);
+    detach(r);
     return 0;
 }
 
@@ -252,6 +283,7 @@ int main(int argc, char **argv)
     uint64_t t0 = rtd_now_ns();
     int fail = 0;
     if (threads) {
+        shared_ring = r;
         pthread_t tc[3], tp;
         for (intptr_t i = 0; i < 3; i++)
             pthread_create(&tc[i], NULL, thread_consumer, (void *)i);
@@ -273,11 +305,11 @@ int main(int argc, char **argv)
     } else {
         pid_t pc[3], pp;
         for (int i = 0; i < 3; i++)
-            if ((pc[i] = fork()) == 0)
+            if ((pc[i] = fork_child()) == 0)
                 _exit(run_consumer(i));
         while (atomic_load(&ctl->registered) < 3)
             usleep(1000);
-        if ((pp = fork()) == 0)
+        if ((pp = fork_child()) == 0)
             _exit(run_producer());
         atomic_store(&ctl->go, 1);
         while (atomic_load(&ctl->produced) < nrec / 3 && !atomic_load(&ctl->fail))
@@ -323,6 +355,7 @@ int main(int argc, char **argv)
         fail = 1;
     }
     fail |= atomic_load(&ctl->fail);
+    shared_ring = NULL;
     rtd_ring_close(r);
     rtd_shm_cleanup(inst, 1);
     return fail ? 1 : 0;
