@@ -499,3 +499,16 @@ Test(cwt, paul_rows_fix_keeps_every_scale)
     free(w);
     free(x);
 }
+
+Test(wct_signif, coarse_dj_uses_the_short_boxcar)
+{
+    /* dj = 0.5 gives L = round(1.2/0.5) = 2 rows: the direct boxcar, not the running sum. */
+    struct rtd_mother m;
+    rtd_mother_init(&m, RTD_MOTHER_MORLET, 6);
+    double s[11];
+    struct rtd_wct_signif_opts o = {.level = 0.95, .mc_count = 4, .seed = 1, .nthreads = 1};
+    cr_assert_eq(rtd_wct_significance(0.3, 0.3, 1.0, 0.5, 2.0, 10, &m, &o, s, NULL, NULL), 0);
+    for (int j = 0; j < 10; j++)
+        cr_expect(s[j] > 0.2 && s[j] < 1, "scale %d level %g", j, s[j]);
+    cr_expect(isnan(s[10]));
+}
