@@ -36,16 +36,16 @@ int fit_kernel_avx512(const struct fit_job *j, size_t begin, size_t end);
 #define FIT_SHM_MAX_NODES 256
 
 /*
- * Auto rule for SHM_1D nodes: 2.8 A/sigma + 4 is float-accurate (refdata); 4 more
- * as margin for A growing during the fit, rounded up to even (nodes pair as +-c),
- * at least 8.
+ * Auto rule for SHM_1D nodes: 2.8 A/sigma + 4 is float-accurate (refdata), rounded
+ * up to even (nodes pair as +-c), at least 8. No margin is needed for A growing
+ * during a fit: the kernels re-apply the rule to every trial step (only growing).
  */
 static inline uint32_t fit_shm_nodes_for(double A, double sigma)
 {
     double r = fabs(A) / fmax(fabs(sigma), 1e-3);
     if (!(r < 80.0))
         r = 80.0;
-    uint32_t n = (uint32_t)ceil(2.8 * r) + 8u;
+    uint32_t n = (uint32_t)ceil(2.8 * r) + 4u;
     n = (n + 1u) & ~1u;
     if (n < 8u)
         n = 8u;
