@@ -241,9 +241,9 @@ int rtd_sim_frames(const struct rtd_sim_frames_opts *o, volatile sig_atomic_t *s
     uint32_t chunk = (uint32_t)(o->dgram - hl) & ~1u;
     uint32_t count = (frame_bytes + chunk - 1) / chunk;
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    uint8_t *bufs = malloc((size_t)count * (hl + chunk));
+    uint8_t *bufs = malloc((size_t)count * hl); /* headers; pixels go straight from the bank */
     struct mmsghdr *msgs = calloc(count, sizeof *msgs);
-    struct iovec *iov = calloc(count, sizeof *iov);
+    struct iovec *iov = calloc(2 * (size_t)count, sizeof *iov);
     if (fd < 0 || !bufs || !msgs || !iov || connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
         rc = fd < 0 || !bufs || !msgs || !iov ? -ENOMEM : -errno;
         goto out;
@@ -275,7 +275,7 @@ int rtd_sim_frames(const struct rtd_sim_frames_opts *o, volatile sig_atomic_t *s
             }
             uint32_t off = i * chunk;
             uint32_t len = frame_bytes - off < chunk ? frame_bytes - off : chunk;
-            uint8_t *b = bufs + (size_t)n * (hl + chunk);
+            uint8_t *b = bufs + (size_t)n * hl;
             struct rtd_wire_frag h = {.magic = RTD_WIRE_FRAG_MAGIC,
                                       .version = RTD_WIRE_FRAG_VERSION,
                                       .hdr_len = (uint16_t)hl,
@@ -290,11 +290,12 @@ int rtd_sim_frames(const struct rtd_sim_frames_opts *o, volatile sig_atomic_t *s
                                       .len = len,
                                       .ts_ns = ts};
             memcpy(b, &h, hl);
-            memcpy(b + hl, px + off, len);
-            iov[n].iov_base = b;
-            iov[n].iov_len = hl + len;
-            msgs[n].msg_hdr.msg_iov = &iov[n];
-            msgs[n].msg_hdr.msg_iovlen = 1;
+            iov[2 * n].iov_base = b;
+            iov[2 * n].iov_len = hl;
+            iov[2 * n + 1].iov_base = (void *)(uintptr_t)(px + off);
+            iov[2 * n + 1].iov_len = len;
+            msgs[n].msg_hdr.msg_iov = &iov[2 * n];
+            msgs[n].msg_hdr.msg_iovlen = 2;
             n++;
         }
         for (uint32_t sent = 0; sent < n;) {
@@ -306,7 +307,7 @@ int rtd_sim_frames(const struct rtd_sim_frames_opts *o, volatile sig_atomic_t *s
                 break;
             }
             for (int k = 0; k < r; k++)
-                res->bytes += iov[sent + (uint32_t)k].iov_len;
+                res->bytes += msgs[sent + (uint32_t)k].msg_len;
             sent += (uint32_t)r;
             res->datagrams += (uint64_t)r;
         }
