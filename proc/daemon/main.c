@@ -28,6 +28,7 @@
 #include "proc_internal.h"
 #include "rtd_config.h"
 #include "rtd_util.h"
+#include "rtd_wavelet.h"
 
 volatile sig_atomic_t proc_stop;
 static char **volatile proc_argv;
@@ -689,6 +690,27 @@ int main(int argc, char **argv)
         return 0;
     }
     o.instance = rtd_instance_name(o.instance);
+    if (o.mode & PROC_ROLE_WAVELET) {
+        /* Check the wavelet set-up here: a worker that cannot plan would only restart forever. */
+        struct rtd_mother m;
+        struct rtd_cwt_plan *plan = NULL;
+        if (rtd_mother_parse(&m, o.mother) < 0) {
+            fprintf(stderr, "rtdaq-proc: --mother '%s': expected morlet:F0, paul:M or dog:M\n",
+                    o.mother);
+            return 2;
+        }
+        if (o.n_pairs > 0 && m.kind != RTD_MOTHER_MORLET) {
+            fprintf(stderr, "rtdaq-proc: --pairs (coherence) needs --mother morlet:6\n");
+            return 2;
+        }
+        rc = rtd_cwt_plan_create(&plan, (size_t)o.window, o.dt, o.dj, 0, -1, &m, 0);
+        if (rc < 0) {
+            fprintf(stderr, "rtdaq-proc: cannot plan a cwt of --window %d, --dt %g, --dj %g: %s\n",
+                    o.window, o.dt, o.dj, strerror(-rc));
+            return 2;
+        }
+        rtd_cwt_plan_destroy(plan);
+    }
     rtd_log_init("rtdaq-proc", o.log_level);
     const int ncpu = rtd_cpu_count();
     if (o.cpu == -2)

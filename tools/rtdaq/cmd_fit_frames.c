@@ -42,6 +42,7 @@ static const char ff_usage[] =
     "  --sigma S            initial PSF sigma (default 2)\n"
     "  --window X0,X1,Y0,Y1 analysis window [X0,X1) x [Y0,Y1) (default: whole frame)\n"
     "  --estimator lse|mle  fit estimator (default lse)\n"
+    "  --bin 1|2            detect on 2x2-binned pixels (default) or full pixels\n"
     "  --no-deblend         do not refit overlapping ions with neighbours subtracted\n"
     "  --columns            print the output column names and exit\n"
     "  --json               one summary line: frames, detections, ms_per_frame, ...\n";
@@ -124,26 +125,37 @@ int rtd_cmd_fit_frames(int argc, char **argv)
         O_NODB,
         O_COLS,
         O_JSON,
-        O_HELP
+        O_HELP,
+        O_BIN
     };
-    static const struct option opts[] = {
-        {"in", required_argument, 0, O_IN},         {"width", required_argument, 0, O_W},
-        {"height", required_argument, 0, O_H},      {"count", required_argument, 0, O_COUNT},
-        {"first", required_argument, 0, O_FIRST},   {"analysis", required_argument, 0, O_AN},
-        {"out", required_argument, 0, O_OUT},       {"threshold", required_argument, 0, O_THR},
-        {"k", required_argument, 0, O_K},           {"radius", required_argument, 0, O_RAD},
-        {"roi-size", required_argument, 0, O_ROI},  {"blur", required_argument, 0, O_BLUR},
-        {"sigma", required_argument, 0, O_SIG},     {"window", required_argument, 0, O_WIN},
-        {"estimator", required_argument, 0, O_EST}, {"no-deblend", no_argument, 0, O_NODB},
-        {"columns", no_argument, 0, O_COLS},        {"json", no_argument, 0, O_JSON},
-        {"help", no_argument, 0, O_HELP},           {0, 0, 0, 0}};
+    static const struct option opts[] = {{"in", required_argument, 0, O_IN},
+                                         {"width", required_argument, 0, O_W},
+                                         {"height", required_argument, 0, O_H},
+                                         {"count", required_argument, 0, O_COUNT},
+                                         {"first", required_argument, 0, O_FIRST},
+                                         {"analysis", required_argument, 0, O_AN},
+                                         {"out", required_argument, 0, O_OUT},
+                                         {"threshold", required_argument, 0, O_THR},
+                                         {"k", required_argument, 0, O_K},
+                                         {"radius", required_argument, 0, O_RAD},
+                                         {"roi-size", required_argument, 0, O_ROI},
+                                         {"blur", required_argument, 0, O_BLUR},
+                                         {"sigma", required_argument, 0, O_SIG},
+                                         {"window", required_argument, 0, O_WIN},
+                                         {"estimator", required_argument, 0, O_EST},
+                                         {"no-deblend", no_argument, 0, O_NODB},
+                                         {"columns", no_argument, 0, O_COLS},
+                                         {"json", no_argument, 0, O_JSON},
+                                         {"help", no_argument, 0, O_HELP},
+                                         {"bin", required_argument, 0, O_BIN},
+                                         {0, 0, 0, 0}};
     const char *in = NULL, *out = NULL;
     long width = 0, height = 0, count = -1, first = 0;
     int json = 0;
     enum rtd_pipe_analysis an = RTD_PIPE_STATIC;
     /* Options are applied after the analysis is known (its defaults come first). */
     const char *o_thr = NULL, *o_k = NULL, *o_rad = NULL, *o_roi = NULL, *o_blur = NULL,
-               *o_sig = NULL, *o_win = NULL, *o_est = NULL;
+               *o_sig = NULL, *o_win = NULL, *o_est = NULL, *o_bin = NULL;
     int nodb = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -207,6 +219,9 @@ int rtd_cmd_fit_frames(int argc, char **argv)
             break;
         case O_WIN:
             o_win = optarg;
+            break;
+        case O_BIN:
+            o_bin = optarg;
             break;
         case O_EST:
             o_est = optarg;
@@ -312,6 +327,13 @@ int rtd_cmd_fit_frames(int argc, char **argv)
     }
     if (nodb)
         cfg.deblend = 0;
+    if (o_bin) {
+        if (strcmp(o_bin, "1") && strcmp(o_bin, "2")) {
+            fprintf(stderr, "rtdaq fit-frames: --bin '%s': expected 1 or 2\n", o_bin);
+            return RTD_EXIT_USAGE;
+        }
+        cfg.bin = o_bin[0] - '0';
+    }
     char why[160];
     if (rtd_pipe_config_check(&cfg, why, sizeof why) < 0) {
         fprintf(stderr, "rtdaq fit-frames: %s\n", why);
