@@ -337,6 +337,16 @@ static void blur_col(const float *const *rows, int n, float *restrict dst, const
     }
 }
 
+/* Largest of n values (n >= 1): a vectorised reduction that lets most rows be skipped whole. */
+RTD_PIPE_CLONES
+static float row_max(const float *restrict v, int n)
+{
+    float m = v[0];
+    for (int i = 1; i < n; i++)
+        m = v[i] > m ? v[i] : m;
+    return m;
+}
+
 /* Does any of the n values exceed t? Branch-free so that it vectorises. */
 RTD_PIPE_CLONES
 static int any_above(const float *restrict v, int n, float t)
@@ -570,6 +580,8 @@ static int detect(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int 
     enum { CHUNK = 32 };
     for (int y = 0; y < h; y++) {
         const float *row = p->blur + (size_t)y * (size_t)w;
+        if (!(row_max(row, w) > thr))
+            continue;
         for (int x0 = 0; x0 < w; x0 += CHUNK) {
             int len = w - x0 < CHUNK ? w - x0 : CHUNK;
             if (!any_above(row + x0, len, thr))
