@@ -13,6 +13,7 @@
 
 #define W           8
 #define VSQRT(v)    ((vf)_mm256_sqrt_ps((__m256)(v)))
+#define VMASK(m)    ((unsigned)_mm256_movemask_ps((__m256)(m)))
 #define KERNEL_NAME kernel_avx2
 #include "fit_simd_tmpl.h"
 

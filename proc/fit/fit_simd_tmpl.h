@@ -9,7 +9,8 @@
  *
  * Written with GCC vector extensions and included by fit_avx2.c (W = 8) and
  * fit_avx512.c (W = 16) after a "#pragma GCC target", which makes every helper
- * here compile for that ISA. The includer defines W, VSQRT(v) and KERNEL_NAME.
+ * here compile for that ISA. The includer defines W, VSQRT(v) (square root),
+ * VMASK(m) (bit l set where lane l of mask m is set) and KERNEL_NAME.
  */
 
 #include <errno.h>
@@ -37,6 +38,10 @@ AI vf vmax(vf a, vf b)
 AI vf vmin(vf a, vf b)
 {
     return vsel(a < b, a, b);
+}
+AI vf vabs(vf a)
+{
+    return (vf)((vi)a & 0x7fffffff);
 }
 
 /* exp(x) for x <= 88, Cephes' expf polynomial (~1 ulp); x below lo gives exp(lo). */
@@ -416,8 +421,8 @@ struct lanes {
     vf scale[RTD_FIT_MAX_PARAMS];
     vf lambda, chi2;
     struct acc cur; /* sums at the accepted parameters */
-    int phase[W];
-    uint32_t it[W];
+    vi phase;       /* LANE_* per lane */
+    vi it;          /* iterations done */
     size_t idx[W];
     struct shm_tab tab;
 };
@@ -505,18 +510,16 @@ AI int run_kernel(const struct fit_job *j, size_t begin, size_t end, const int m
         refill(j, L, yt, l, &next, end);
     }
     struct acc a;
+    memset(&a, 0, sizeof(a));
+    const vf vtol = vb((float)tol);
     for (;;) {
-        int active = 0;
-        for (int l = 0; l < W; l++)
-            active += L->phase[l] != LANE_IDLE;
-        if (!active)
+        const vi ph = L->phase;
+        const vi is_step = ph == LANE_STEP;
+        if (!VMASK(ph != LANE_IDLE))
             break;
 
         /* 1. stepping lanes: the damped step from the accepted parameters */
-        int stepping = 0;
-        for (int l = 0; l < W; l++)
-            stepping |= L->phase[l] == LANE_STEP;
-        if (stepping) {
+        if (VMASK(is_step)) {
             vf delta[RTD_FIT_MAX_PARAMS];
             vi sing;
             for (int k = 0; k < np; k++) {
@@ -524,17 +527,17 @@ AI int run_kernel(const struct fit_job *j, size_t begin, size_t end, const int m
                 L->scale[k] = vmax(L->scale[k], diag);
             }
             solve(np, L->cur.h, L->scale, L->lambda, L->cur.g, delta, &sing);
-            for (int l = 0; l < W; l++) {
-                if (L->phase[l] != LANE_STEP)
-                    continue;
-                if (sing[l]) {
-                    finish(j, L, l, RTD_FIT_SINGULAR, (int32_t)L->it[l], 0);
-                    refill(j, L, yt, l, &next, end);
-                    continue;
-                }
-                for (int k = 0; k < np; k++)
-                    L->pc[k][l] = L->p[k][l] + delta[k][l];
-                if (model == RTD_FIT_SHM_1D) {
+            vi go = is_step & ~sing;
+            for (int k = 0; k < np; k++)
+                L->pc[k] = vsel(go, L->p[k] + delta[k], L->pc[k]);
+            for (unsigned m = VMASK(is_step & sing); m; m &= m - 1) {
+                int l = __builtin_ctz(m);
+                finish(j, L, l, RTD_FIT_SINGULAR, L->it[l], 0);
+                refill(j, L, yt, l, &next, end);
+            }
+            if (model == RTD_FIT_SHM_1D) {
+                for (unsigned m = VMASK(go); m; m &= m - 1) {
+                    int l = __builtin_ctz(m);
                     uint32_t nn = fit_shm_nodes_pick(j->shm_nodes, (double)L->pc[2][l],
                                                      (double)L->pc[3][l], L->tab.nodes[l]);
                     if (nn != L->tab.nodes[l])
@@ -546,53 +549,46 @@ AI int run_kernel(const struct fit_job *j, size_t begin, size_t end, const int m
         /* 2. model, chi2 and sums at the candidates of every lane */
         evaluate(model, mle, j, L->pc, yt, ws, &L->tab, &a);
 
-        /* 3. per lane: accept or reject, convergence, end of fit */
-        for (int l = 0; l < W; l++) {
-            if (L->phase[l] == LANE_IDLE)
-                continue;
-            if (L->phase[l] == LANE_INIT) {
-                if (a.bad[l]) {
-                    finish(j, L, l, RTD_FIT_NEG_CURVATURE_MLE, 0, 1);
-                    refill(j, L, yt, l, &next, end);
-                    continue;
-                }
-                for (int k = 0; k < np; k++) {
-                    L->p[k][l] = L->pc[k][l];
-                    L->scale[k][l] = 0.0f;
-                    L->cur.g[k][l] = a.g[k][l];
-                }
-                for (int k = 0; k < np * (np + 1) / 2; k++)
-                    L->cur.h[k][l] = a.h[k][l];
-                L->chi2[l] = a.chi2[l];
-                L->lambda[l] = 0.001f;
-                L->it[l] = 0;
-                L->phase[l] = LANE_STEP;
-                continue;
-            }
-            uint32_t it = ++L->it[l];
-            if (a.bad[l]) {
-                finish(j, L, l, RTD_FIT_NEG_CURVATURE_MLE, (int32_t)it, 0);
-                refill(j, L, yt, l, &next, end);
-                continue;
-            }
-            double c_new = (double)a.chi2[l], c_old = (double)L->chi2[l];
-            int conv = fabs(c_new - c_old) < fmax(tol, tol * fabs(c_new));
-            if (c_new < c_old) {
-                for (int k = 0; k < np; k++) {
-                    L->p[k][l] = L->pc[k][l];
-                    L->cur.g[k][l] = a.g[k][l];
-                }
-                for (int k = 0; k < np * (np + 1) / 2; k++)
-                    L->cur.h[k][l] = a.h[k][l];
-                L->chi2[l] = a.chi2[l];
-                L->lambda[l] *= 0.1f;
-            } else {
-                L->lambda[l] *= 10.0f;
-            }
-            if (conv || it >= j->max_iter) {
-                finish(j, L, l, conv ? RTD_FIT_CONVERGED : RTD_FIT_MAX_ITERATION, (int32_t)it, 0);
-                refill(j, L, yt, l, &next, end);
-            }
+        /*
+         * 3. all lanes at once: a new fit takes its start values; a step is
+         * accepted where chi2 fell; lambda, iteration counts and convergence.
+         * Only lanes whose fit ended go through the scalar finish/refill.
+         */
+        const vi ph2 = L->phase; /* singular lanes were refilled above */
+        const vi is_init = ph2 == LANE_INIT, stp = ph2 == LANE_STEP;
+        const vi bad = a.bad;
+        const vi init_ok = is_init & ~bad;
+        const vf cn = a.chi2, co = L->chi2;
+        const vi better = cn < co;
+        const vi acc = (stp & better & ~bad) | init_ok;
+        for (int k = 0; k < np; k++) {
+            L->p[k] = vsel(acc, L->pc[k], L->p[k]);
+            L->cur.g[k] = vsel(acc, a.g[k], L->cur.g[k]);
+            L->scale[k] = vsel(init_ok, vb(0.0f), L->scale[k]);
+        }
+        for (int k = 0; k < np * (np + 1) / 2; k++)
+            L->cur.h[k] = vsel(acc, a.h[k], L->cur.h[k]);
+        L->chi2 = vsel(acc, cn, co);
+        vf lam = L->lambda;
+        lam = vsel(stp, vsel(better, lam * 0.1f, lam * 10.0f), lam);
+        L->lambda = vsel(init_ok, vb(0.001f), lam);
+        vi it = (L->it + (stp & 1)) & ~init_ok;
+        L->it = it;
+        const vf diff = vabs(cn - co), thr = vmax(vtol, vtol * vabs(cn));
+        const vi conv = diff < thr;
+        L->phase = (ph2 & ~init_ok) | (init_ok & LANE_STEP);
+        const vi ended = (stp & (bad | conv | (it >= (int32_t)j->max_iter))) | (is_init & bad);
+        for (unsigned m = VMASK(ended); m; m &= m - 1) {
+            int l = __builtin_ctz(m);
+            if (is_init[l])
+                finish(j, L, l, RTD_FIT_NEG_CURVATURE_MLE, 0, 1);
+            else
+                finish(j, L, l,
+                       bad[l]    ? RTD_FIT_NEG_CURVATURE_MLE
+                       : conv[l] ? RTD_FIT_CONVERGED
+                                 : RTD_FIT_MAX_ITERATION,
+                       it[l], 0);
+            refill(j, L, yt, l, &next, end);
         }
     }
     free(yt);
