@@ -470,7 +470,10 @@ static int cmd_signif(const struct wv_opts *o, const struct rtd_mother *m)
         goto out;
     }
     int do0 = o->sigma_test < 0 || o->sigma_test == 0;
-    int do1 = o->sigma_test < 0 || o->sigma_test == 1;
+    int do1 = o->sigma_test == 1 || (o->sigma_test < 0 && m->gamma > 0);
+    if (o->sigma_test < 0 && !do1)
+        fprintf(stderr, "rtdaq wavelet signif: %s has no gamma in PyCWT: global test skipped\n",
+                m->name);
     if (do0) {
         rc = rtd_wavelet_significance(NULL, 0, var, o->dt, sc, rows, 0, alpha, o->level, NULL, 0, m,
                                       o->flags, sig, th);
