@@ -239,6 +239,43 @@ static void test_damaged(char *dir)
           "seek to start");
     rtd_rec_close(r);
 
+    /* Replay into the rings of an instance, read back by a reliable consumer. */
+    {
+        char rinst[48];
+        t_instance(rinst, sizeof rinst, "y");
+        char *rr[] = {CLI_BIN,  "replay",           good, "--speed",  "max", "--instance", rinst,
+                      "--json", "--wait-consumers", "1",  "--linger", "0.5", NULL};
+        pid_t rp = t_spawn(rr, "/dev/null");
+        struct rtd_ring *ring = NULL;
+        struct rtd_consumer *cons = NULL;
+        for (int i = 0; i < 500 && rtd_ring_attach(&ring, rinst, "packets"); i++)
+            t_sleep_ms(10);
+        uint64_t got = 0, wrong = 0;
+        if (ring && rtd_consumer_open(&cons, ring, RTD_CONSUMER_RELIABLE, "test") == 0) {
+            for (int idle = 0; got < 10000 && idle < 1000;) {
+                const struct rtd_pkt_hdr *h;
+                if (rtd_pkt_next(cons, &h)) {
+                    rtd_pkt_release(cons);
+                    t_sleep_ms(5);
+                    idle++;
+                    continue;
+                }
+                const struct rtd_acq_pkt *p = rtd_pkt_payload(h);
+                double v;
+                memcpy(&v, p->payload + 8, sizeof v);
+                wrong += p->seq != got || p->len != 32 || v != got + 0.5;
+                got++;
+            }
+            rtd_pkt_release(cons);
+            rtd_consumer_close(cons);
+        }
+        if (ring)
+            rtd_ring_close(ring);
+        CHECK(got == 10000 && wrong == 0, "replay into rings: %llu of 10000 records, %llu bad",
+              (unsigned long long)got, (unsigned long long)wrong);
+        CHECK(t_wait(rp, 20000) == 0, "replay into rings failed");
+    }
+
     /* Cut in the middle of record 7000. */
     copy_file(good, cut, (long)offs[7000] + 20);
     struct counts c = read_back(cut);

@@ -37,11 +37,13 @@ static void replay_on_signal(int sig)
 
 static const char replay_usage[] =
     "usage: rtdaq replay FILE [--speed original|xN|max] [--instance NAME]\n"
-    "                         [--to HOST:PORT [--frame-port P]] [--linger S] [--json] [--quiet]\n"
+    "                         [--to HOST:PORT [--frame-port P]] [--wait-consumers N] [--linger S]\n"
+    "                         [--json] [--quiet]\n"
     "Replays a recording (*.rtdrec) into the instance's rings \"frames\" and \"packets\"\n"
     "(rtdaq-acq must not be running on that instance), or with --to over the network to a\n"
     "running rtdaq-acq. --linger S: keep the rings S seconds after the end (default 1)\n"
-    "so consumers can drain them.\n";
+    "so consumers can drain them. --wait-consumers N: wait (up to 30 s) until N consumers\n"
+    "have attached to the rings before replaying.\n";
 
 struct replay_out {
     /* rings */
@@ -196,6 +198,15 @@ static int connect_to(const char *host, int port, int type)
     return fd;
 }
 
+static int count_consumers(struct rtd_ring *r)
+{
+    const struct rtd_ring_hdr *h = rtd_ring_header(r);
+    int n = 0;
+    for (int i = 0; i < RTD_MAX_CONSUMERS; i++)
+        n += atomic_load_explicit(&h->consumers[i].state, memory_order_acquire) == RTD_CSLOT_ACTIVE;
+    return n;
+}
+
 /* Largest frame in the file's first frame record decides the slot size (0: none). */
 static uint32_t first_frame_bytes(const char *path)
 {
@@ -228,7 +239,7 @@ int rtd_cmd_replay(int argc, char **argv)
 {
     const char *instance = NULL, *to = NULL;
     double speed = 1.0, linger = 1.0;
-    int json = 0, quiet = 0, frame_port = 0;
+    int json = 0, quiet = 0, frame_port = 0, wait_consumers = 0;
     static const struct option opts[] = {{"speed", required_argument, 0, 's'},
                                          {"instance", required_argument, 0, 'i'},
                                          {"to", required_argument, 0, 't'},
@@ -237,6 +248,7 @@ int rtd_cmd_replay(int argc, char **argv)
                                          {"json", no_argument, 0, 'j'},
                                          {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
+                                         {"wait-consumers", required_argument, 0, 'w'},
                                          {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -271,6 +283,9 @@ int rtd_cmd_replay(int argc, char **argv)
             break;
         case 'q':
             quiet = 1;
+            break;
+        case 'w':
+            wait_consumers = atoi(optarg);
             break;
         case 'h':
             fputs(replay_usage, stdout);
@@ -343,6 +358,19 @@ int rtd_cmd_replay(int argc, char **argv)
             exit_code = RTD_EXIT_FAIL;
             goto out;
         }
+    }
+    /* Consumers start at the newest record: let the analysis attach before the first one. */
+    for (int waited = 0; (o.fring || o.pring) && wait_consumers > 0 && !replay_stop; waited++) {
+        int n = count_consumers(o.fring) + count_consumers(o.pring);
+        if (n >= wait_consumers)
+            break;
+        if (waited == 3000) {
+            fprintf(stderr, "rtdaq replay: only %d of %d consumers attached after 30 s\n", n,
+                    wait_consumers);
+            exit_code = RTD_EXIT_FAIL;
+            goto out;
+        }
+        usleep(10000);
     }
     int tty = !quiet && !json && isatty(2);
     uint64_t start = rtd_now_ns(), t0 = 0, n = 0, npk = 0, nfr = 0, last_bar = 0;
