@@ -160,6 +160,7 @@ static void conn_release(struct uring_loop *L, uint32_t idx)
     close(c->fd);
     c->fd = -1;
     c->state = CONN_FREE;
+    c->rearm = 0; /* a pending re-arm in this batch belongs to the old connection */
     c->gen++;
     c->st.have = 0;
     L->free_list[L->n_free++] = idx;
@@ -282,11 +283,12 @@ static void after_batch(struct uring_loop *L)
     bufring_commit(&L->frag);
     for (uint32_t i = 0; i < L->n_rearm; i++) {
         struct conn *c = &L->conns[L->rearm_list[i]];
+        /* Cleared when the slot was released (and maybe reused) during this batch. */
+        if (!c->rearm)
+            continue;
         c->rearm = 0;
         if (c->state == CONN_OPEN)
             arm_recv(L, L->rearm_list[i]);
-        else if (c->state == CONN_CLOSING && !c->armed)
-            conn_release(L, L->rearm_list[i]);
     }
     L->n_rearm = 0;
     if (L->rearm_accept && !*L->a->stop)

@@ -199,7 +199,8 @@ static void emit_packet(struct acq *a, struct acq_stream *s, const struct rtd_wi
     a->cnt[C_PKT_RX]++;
     a->cnt[C_PKT_BYTES] += sizeof *h + h->len;
     if (cl) {
-        if (cl->rx == 0 && cl->next_seq == 0) {
+        if ((cl->rx == 0 && cl->next_seq == 0) || (h->seq == 0 && cl->next_seq > 1)) {
+            /* First packet of this client, or the sensor restarted its numbering. */
             cl->next_seq = h->seq + 1;
         } else if (h->seq == cl->next_seq) {
             cl->next_seq++;
