@@ -28,16 +28,14 @@
 #include <stdint.h>
 
 /* ---- flags (bit set, 0 = PyCWT-compatible, ESTIMATE planning) ---- */
-#define RTD_WAVELET_MEASURE (1u << 0) /* FFTW_MEASURE planning (slower plan, faster run) */
-#define RTD_WAVELET_FIX_PAUL_PSI0                                                                  \
-    (1u << 1) /* icwt: Paul psi(0) with m!, not (m-2)! (12x for m=4) */
-#define RTD_WAVELET_FIX_PAUL_ROWS                                                                  \
-    (1u << 2) /* cwt: keep Paul's large scales instead of dropping                                 \
-               */
+#define RTD_WAVELET_MEASURE          (1u << 0) /* FFTW_MEASURE planning (slower plan, faster run) */
+#define RTD_WAVELET_FIX_PAUL_PSI0    (1u << 1) /* icwt: Paul psi(0) with m!, not (m-2)! */
+#define RTD_WAVELET_FIX_PAUL_ROWS    (1u << 2) /* cwt: keep Paul's overflowing large scales */
 #define RTD_WAVELET_FIX_REDNOISE     (1u << 3) /* significance: cos(2 pi f) for array input (#26) */
 #define RTD_WAVELET_FIX_GLOBAL_THEOR (1u << 4) /* sigma_test=1 returns theor, not signif again */
 #define RTD_WAVELET_FIX_MC_LASTSCALE (1u << 5) /* wct_significance: level at maxscale, not NaN */
 #define RTD_WAVELET_FIX_MC_AR1       (1u << 6) /* wct_significance: AR(1) surrogates, not white */
+#define RTD_WAVELET_MC_FLOAT         (1u << 7) /* wct_significance: float32 FFTs (statistical) */
 #define RTD_WAVELET_FIX_ALL                                                                        \
     (RTD_WAVELET_FIX_PAUL_PSI0 | RTD_WAVELET_FIX_PAUL_ROWS | RTD_WAVELET_FIX_REDNOISE |            \
      RTD_WAVELET_FIX_GLOBAL_THEOR | RTD_WAVELET_FIX_MC_LASTSCALE | RTD_WAVELET_FIX_MC_AR1)

@@ -37,7 +37,7 @@ static const char usage[] =
     "         --band P1,P2 (test 2 by Fourier period, P1 <= P < P2)\n"
     " wct:    --no-normalize, --sig (also Monte Carlo sig95)\n"
     " wct-signif / wct --sig: --mc N (300) --seed S (0) --al1 A --al2 B (default ar1 of inputs)\n"
-    "         --n N (surrogate J default from N when no --in)\n"
+    "         --n N (surrogate J default from N when no --in), --mc-float (float32 FFTs)\n"
     " PyCWT's bugs are reproduced unless fixed: --fix-all or --fix-paul-psi0 --fix-paul-rows\n"
     "   --fix-rednoise --fix-global-theor --fix-mc-lastscale --fix-mc-ar1\n";
 
@@ -126,6 +126,7 @@ static const struct option longopts[] = {
     {"fix-mc-lastscale", no_argument, 0, O_FIX_LAST},
     {"fix-mc-ar1", no_argument, 0, O_FIX_AR1},
     {"pycwt-compat", no_argument, 0, O_COMPAT},
+    {"mc-float", no_argument, 0, O_MCFLOAT},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0},
 };
@@ -843,7 +844,10 @@ int rtd_cmd_wavelet(int argc, char **argv)
             o.flags |= RTD_WAVELET_FIX_MC_AR1;
             break;
         case O_COMPAT:
-            o.flags &= RTD_WAVELET_MEASURE;
+            o.flags &= RTD_WAVELET_MEASURE | RTD_WAVELET_MC_FLOAT;
+            break;
+        case O_MCFLOAT:
+            o.flags |= RTD_WAVELET_MC_FLOAT;
             break;
         case O_HELP:
             fputs(usage, stdout);
