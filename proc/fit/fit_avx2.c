@@ -14,6 +14,7 @@
 #define W           8
 #define VSQRT(v)    ((vf)_mm256_sqrt_ps((__m256)(v)))
 #define VMASK(m)    ((unsigned)_mm256_movemask_ps((__m256)(m)))
+#define VRCP(v)     ((vf)_mm256_rcp_ps((__m256)(v)))
 #define KERNEL_NAME kernel_avx2
 #include "fit_simd_tmpl.h"
 

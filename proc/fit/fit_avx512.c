@@ -14,6 +14,7 @@
 #define W           16
 #define VSQRT(v)    ((vf)_mm512_sqrt_ps((__m512)(v)))
 #define VMASK(m)    ((unsigned)_mm512_movepi32_mask((__m512i)(m)))
+#define VRCP(v)     ((vf)_mm512_rcp14_ps((__m512)(v)))
 #define KERNEL_NAME kernel_avx512
 #include "fit_simd_tmpl.h"
 
