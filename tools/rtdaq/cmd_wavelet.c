@@ -87,6 +87,7 @@ enum {
     O_FIX_LAST,
     O_FIX_AR1,
     O_COMPAT,
+    O_MCFLOAT,
     O_HELP
 };
 
