@@ -46,11 +46,47 @@ struct dataset {
     int centre[2]; /* parameter indices that are positions (px) */
 };
 
+/*
+ * SHM_LEGACY has no reference data: 1000 synthetic 48-sample profiles of the bare
+ * arcsine (y0, R, A, offset) with Gaussian-approximated shot noise, start values off
+ * the truth. Deterministic (fixed LCG seed) so that both backends see the same numbers.
+ */
+static void make_legacy(size_t n, float **data, float **init)
+{
+    uint64_t st = 12345;
+    float *d = malloc(sizeof(float) * n * 48), *p = malloc(sizeof(float) * n * 4);
+    for (size_t i = 0; i < n; i++) {
+        double u[6];
+        for (int k = 0; k < 6; k++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            u[k] = ((double)(st >> 11) + 0.5) / 9007199254740992.0;
+        }
+        double y0 = 23.5 + 4 * (u[0] - 0.5), R = 8 + 6 * u[1], A = 40 + 40 * u[2], off = 10;
+        for (int k = 0; k < 48; k++) {
+            double q = R * R - (k - y0) * (k - y0);
+            double f = off + (q > 0 ? A / sqrt(q) : 0);
+            double g = sqrt(-2 * log(u[3])) * cos(2 * M_PI * (u[4] + 0.0137 * k));
+            d[i * 48 + (size_t)k] = (float)(f + sqrt(f) * g);
+        }
+        p[i * 4 + 0] = (float)(y0 + 0.4 * (u[5] - 0.5));
+        p[i * 4 + 1] = (float)(R * 1.05 + 0.3);
+        p[i * 4 + 2] = (float)(A * 0.9);
+        p[i * 4 + 3] = (float)(off + 1);
+    }
+    *data = d;
+    *init = p;
+}
+
 static void compare(const struct dataset *ds, enum rtd_fit_estimator est, int isa)
 {
     const size_t n = 1000;
-    float *data = load_f32(ds->data, n * (size_t)ds->n_points);
-    float *init = load_f32(ds->init, n * (size_t)ds->np);
+    float *data, *init;
+    if (ds->data) {
+        data = load_f32(ds->data, n * (size_t)ds->n_points);
+        init = load_f32(ds->init, n * (size_t)ds->np);
+    } else {
+        make_legacy(n, &data, &init);
+    }
     float *pc = calloc(n * (size_t)ds->np, sizeof(float));
     float *pg = calloc(n * (size_t)ds->np, sizeof(float));
     float *cc = calloc(n, sizeof(float)), *cg = calloc(n, sizeof(float));
@@ -123,8 +159,15 @@ static void compare(const struct dataset *ds, enum rtd_fit_estimator est, int is
                     loose_bad++;
                     break;
                 }
-    if (strict ? (state_diff > n / 200 || pos_bad > 0)
-               : (state_diff > n / 50 || loose_bad > both / 200)) {
+    /* SHM_LEGACY (bare arcsine, infinite at |y - y0| = R) is ill-posed: about 30 % of fits
+     * converge and proc/fit's own kernels disagree on ~1 % of states; hold it to the scalar
+     * kernel it mirrors with 2 % slack (states and centres), and only report it against the SIMD
+     * kernel. */
+    const int fragile = ds->model == RTD_FIT_SHM_LEGACY;
+    int failed = fragile  ? strict && (state_diff > n / 50 || pos_bad > both / 50)
+                 : strict ? (state_diff > n / 200 || pos_bad > 0)
+                          : (state_diff > n / 50 || loose_bad > both / 200);
+    if (failed) {
         fprintf(stderr, "FAIL %s %s\n", ds->name, en);
         fails++;
     }
@@ -197,6 +240,7 @@ int main(void)
          "gauss1d_32_init.f32",
          {1, -1}},
         {"shm1d_48", RTD_FIT_SHM_1D, 48, 5, "shm1d_48_data.f32", "shm1d_48_init.f32", {1, -1}},
+        {"shm_legacy_48", RTD_FIT_SHM_LEGACY, 48, 4, NULL, NULL, {0, -1}},
     };
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
         compare(&sets[i], RTD_FIT_LSE, RTD_FIT_ISA_SCALAR);
