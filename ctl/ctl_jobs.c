@@ -35,9 +35,9 @@
 #include "rtd_rec.h"
 #endif
 
-#define JOBS_MAX   256 /* table size: queued + running + finished kept for status */
-#define MC_CHUNK   25  /* Monte Carlo iterations between progress/cancel checks */
-#define SERIES_MAX (1u << 22)
+#define JOBS_MAX     256 /* table size: queued + running + finished kept for status */
+#define MC_CHUNK_MAX 200 /* Monte Carlo iterations between progress/cancel checks, at most */
+#define SERIES_MAX   (1u << 22)
 
 enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED, JOB_CANCELLED };
 static const char *state_names[] = {"queued", "running", "done", "failed", "cancelled"};
@@ -176,22 +176,36 @@ static int run_wct(struct ctl_jobs *Jb, struct job *j, json_t **result, char *er
         snprintf(err, errcap, "wct: %s", strerror(-rc));
         goto out;
     }
+    if (job_progress(Jb, j, 0.1, "red-noise fits")) {
+        rc = -ECANCELED;
+        goto out;
+    }
     double g1, a1, mu1, g2, a2, mu2;
     if ((rc = rtd_wavelet_ar1(j->x, n, &g1, &a1, &mu1)) ||
         (rc = rtd_wavelet_ar1(j->y, n, &g2, &a2, &mu2))) {
         snprintf(err, errcap, "ar1: %s (series too short or constant?)", strerror(-rc));
         goto out;
     }
-    /* Monte Carlo in chunks: progress and cancellation between chunks, histograms summed. */
-    int done = 0;
+    /*
+     * Monte Carlo in chunks, progress and cancellation between them, histograms
+     * summed. Chunks grow or shrink to take ~100 ms each, so a cancel is honoured
+     * quickly on any machine while the per-call set-up stays amortised.
+     */
+    int done = 0, chunk = 4;
     for (int k = 0; done < j->mc_count; k++) {
-        int it = j->mc_count - done < MC_CHUNK ? j->mc_count - done : MC_CHUNK;
+        int it = j->mc_count - done < chunk ? j->mc_count - done : chunk;
         struct rtd_wct_signif_opts so = {j->level, it, j->seed + (uint64_t)k * 0x9e3779b9ull,
                                          j->threads, 0};
+        uint64_t t0 = rtd_now_ns();
         if ((rc = rtd_wct_significance(g1, g2, j->dt, dj, s0, Jn, &m, &so, sig, part, NULL))) {
             snprintf(err, errcap, "wct significance: %s", strerror(-rc));
             goto out;
         }
+        uint64_t took = rtd_now_ns() - t0;
+        if (took < 50000000ull && chunk < MC_CHUNK_MAX)
+            chunk *= 2;
+        else if (took > 200000000ull && chunk > 1)
+            chunk /= 2;
         for (size_t i = 0; i < ((size_t)Jn + 1) * 1000; i++)
             counts[i] += part[i];
         done += it;

@@ -22,6 +22,19 @@
 #include "rtd_shm.h"
 #include "rtd_util.h"
 
+/*
+ * GCC refuses atomic_thread_fence under ThreadSanitizer. TSan cannot follow
+ * another process anyway, and these fences only order accesses to memory
+ * shared with other processes, so a TSan build uses an RMW on a private word
+ * (x86 keeps the order either way).
+ */
+#if defined(__SANITIZE_THREAD__)
+static _Atomic uint32_t stats_fence_word;
+#define STATS_FENCE(order) ((void)atomic_fetch_add_explicit(&stats_fence_word, 0, order))
+#else
+#define STATS_FENCE(order) atomic_thread_fence(order)
+#endif
+
 #define MAX_PROCS 64
 #define MAX_RINGS 64
 #define MAX_SLOTS 512
@@ -316,7 +329,7 @@ static void read_status(const struct rtd_stats_hdr *h, char *out, size_t cap)
         char tmp[RTD_STATUS_MAX];
         /* The text may change under us; the re-check below discards a torn copy. */
         memcpy(tmp, (const void *)h->status, sizeof tmp);
-        atomic_thread_fence(memory_order_acquire);
+        STATS_FENCE(memory_order_acquire);
         if (atomic_load_explicit(&h->status_seq, memory_order_relaxed) == s1) {
             tmp[RTD_STATUS_MAX - 1] = 0;
             snprintf(out, cap, "%s", tmp);

@@ -19,6 +19,19 @@
 #include "rtd_shm.h"
 #include "rtd_util.h"
 
+/*
+ * GCC refuses atomic_thread_fence under ThreadSanitizer. TSan cannot follow
+ * another process anyway, and these fences only order accesses to memory
+ * shared with other processes, so a TSan build uses an RMW on a private word
+ * (x86 keeps the order either way).
+ */
+#if defined(__SANITIZE_THREAD__)
+static _Atomic uint32_t ctlblock_fence_word;
+#define CTL_FENCE(order) ((void)atomic_fetch_add_explicit(&ctlblock_fence_word, 0, order))
+#else
+#define CTL_FENCE(order) atomic_thread_fence(order)
+#endif
+
 struct rtd_ctlblock {
     struct rtd_ctlblock_shm *shm;
     int creator;
@@ -285,7 +298,7 @@ void rtd_ctlblock_read(const struct rtd_ctlblock *b, struct rtd_ctl_snapshot *o)
         for (int i = 0; i < RTD_P_COUNT; i++)
             o->params[i] = atomic_load_explicit(&s->params[i], memory_order_relaxed);
         /* R2: orders the loads above before the re-check; pairs with W1's fence. */
-        atomic_thread_fence(memory_order_acquire);
+        CTL_FENCE(memory_order_acquire);
         if (atomic_load_explicit(&s->seq, memory_order_relaxed) == s1)
             return;
     }
@@ -297,7 +310,7 @@ void rtd_ctlblock_write(struct rtd_ctlblock *b, const struct rtd_ctl_snapshot *o
     uint64_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
     atomic_store_explicit(&s->seq, q + 1, memory_order_relaxed);
     /* W1: the odd seq is visible before any word changes; pairs with R2. */
-    atomic_thread_fence(memory_order_release);
+    CTL_FENCE(memory_order_release);
     atomic_store_explicit(&s->generation, o->generation, memory_order_relaxed);
     atomic_store_explicit(&s->acq_cmd, o->acq_cmd, memory_order_relaxed);
     atomic_store_explicit(&s->acq_mode, o->acq_mode, memory_order_relaxed);

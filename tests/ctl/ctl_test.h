@@ -14,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +31,12 @@
 #define CLI_BIN RTD_BIN_DIR "/tools/rtdaq"
 
 static int t_failed;
+/* Sanitizer builds run several times slower: deadlines and loads scale with this. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define T_SLOW 4
+#else
+#define T_SLOW 1
+#endif
 /* CURVE credentials for t_ctl_start's readiness check and t_req (NULL: plain). */
 static const struct rtd_curve_client *t_curve;
 
@@ -53,10 +62,34 @@ static const struct rtd_curve_client *t_curve;
         }                                                                                          \
     } while (0)
 
-/* Ports from the pid, never the defaults: a test uses base + 0..9. */
+/* True when nothing listens on 127.0.0.1:port (a test binds it briefly). */
+static inline int t_port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return 0;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/*
+ * Ports from the pid, never the defaults: a test uses base + 0..9. A block in
+ * use by someone else (another engineer's daemon, a TIME_WAIT) is skipped.
+ */
 static inline int t_port_base(void)
 {
-    return 20000 + (int)(getpid() % 4000) * 10;
+    int base = 20000 + (int)(getpid() % 4000) * 10;
+    for (int tries = 0; tries < 50; tries++, base = base + 10 >= 60000 ? 20000 : base + 10) {
+        int ok = 1;
+        for (int i = 0; i < 10 && ok; i++)
+            ok = t_port_free(base + i);
+        if (ok)
+            return base;
+    }
+    return base;
 }
 
 struct t_ctl {

@@ -78,7 +78,7 @@ int main(void)
     r = NULL;
 
     /* The short job finishes with a result. */
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 200 * T_SLOW; i++) {
         json_decref(j);
         j = job_status(&t, short_id);
         if (j && strcmp(jstate(j), "queued") && strcmp(jstate(j), "running"))
@@ -101,14 +101,14 @@ int main(void)
     json_decref(r);
     r = NULL;
     double p1 = -1, p2 = -1;
-    for (int i = 0; i < 200 && p1 <= 0; i++) {
+    for (int i = 0; i < 200 * T_SLOW && p1 <= 0; i++) {
         json_decref(j);
         j = job_status(&t, long_id);
         if (!strcmp(jstate(j), "running"))
             p1 = json_number_value(json_object_get(j, "progress"));
         usleep(20000);
     }
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 200 * T_SLOW; i++) {
         usleep(50000);
         json_decref(j);
         j = job_status(&t, long_id);
@@ -116,7 +116,7 @@ int main(void)
         if (p2 > p1)
             break;
     }
-    printf("progress %.4f -> %.4f\n", p1, p2);
+    printf("progress %.6f -> %.6f\n", p1, p2);
     CHECK(p1 > 0 && p2 > p1 && p2 < 1, "progress rises (%g -> %g)", p1, p2);
 
     /* Bounded queue: one running, two queued, the next is refused. */
@@ -155,7 +155,7 @@ int main(void)
     json_decref(r);
     r = NULL;
     uint64_t t0 = rtd_now_ns();
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 200 * T_SLOW; i++) {
         json_decref(j);
         j = job_status(&t, long_id);
         if (!strcmp(jstate(j), "cancelled"))
