@@ -33,6 +33,9 @@ void rtd_acq_config_defaults(struct rtd_acq_config *c)
     c->partial = RTD_PARTIAL_DROP;
     c->frame_timeout_ms = 100;
     c->cpu = -1;
+    /* systemd's StateDirectory= (the unit's writable place), else the working directory. */
+    const char *sd = getenv("STATE_DIRECTORY");
+    snprintf(c->record_default, sizeof c->record_default, "%s", sd && *sd ? sd : ".");
     c->io = RTD_IO_URING;
     c->recv_buf_size = 65536;
     c->recv_buf_count = 512;
@@ -58,6 +61,8 @@ void rtd_acq_usage(FILE *out)
           "  --partial drop|deliver incomplete frames after the timeout (drop)\n"
           "  --frame-timeout-ms MS  frame reassembly timeout (100)\n"
           "  --record DIR           record everything published to DIR/*.rtdrec\n"
+          "  --record-dir DIR       where `rtdaq record start` without a path records\n"
+          "                         ($STATE_DIRECTORY or the working directory)\n"
           "  --cpu N                pin to CPU N\n"
           "  --fifo PRIO            SCHED_FIFO priority\n"
           "  --mlock                lock memory\n"
@@ -118,6 +123,7 @@ int rtd_acq_config_parse(struct rtd_acq_config *c, int argc, char **argv)
         O_RBS,
         O_RBC,
         O_QUIET,
+        O_RECDIR,
         O_HELP
     };
     static const struct option opts[] = {
@@ -147,6 +153,7 @@ int rtd_acq_config_parse(struct rtd_acq_config *c, int argc, char **argv)
         {"recv-buf-size", required_argument, 0, O_RBS},
         {"recv-buf-count", required_argument, 0, O_RBC},
         {"quiet", no_argument, 0, O_QUIET},
+        {"record-dir", required_argument, 0, O_RECDIR},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -324,6 +331,9 @@ int rtd_acq_config_parse(struct rtd_acq_config *c, int argc, char **argv)
             break;
         case O_QUIET:
             c->quiet = 1;
+            break;
+        case O_RECDIR:
+            snprintf(c->record_default, sizeof c->record_default, "%s", optarg);
             break;
         case O_HELP:
         case 'h':

@@ -3,8 +3,8 @@
  * acq's side of rtdaq-ctl's control block "ctl.params" (ctl/rtd_ctlblock.h):
  * polled every 10 ms from the loop. Applied here: acquisition start/stop
  * (single = 1 frame, multiple = N, continuous; gates the frame source, packets
- * always flow), record start/stop (path "" = --record DIR or the working
- * directory; a path ending in .rtdrec names the file, otherwise a directory),
+ * always flow), record start/stop (path "" = --record DIR, else --record-dir;
+ * a path ending in .rtdrec names the file, otherwise a directory),
  * and acq.frame_rate_limit. Not applied: acq.packet_rate_limit and acq.roi.*
  * (frames are published whole). Without ctl (no block) acq acquires
  * continuously from start-up, as configured.

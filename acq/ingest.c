@@ -701,7 +701,7 @@ int acq_recording_start(struct acq *a, const char *path)
     const struct rtd_acq_config *cfg = a->cfg;
     if (a->rec)
         return -EBUSY;
-    const char *dir = path ? path : cfg->record_dir[0] ? cfg->record_dir : ".";
+    const char *dir = path ? path : cfg->record_dir[0] ? cfg->record_dir : cfg->record_default;
     size_t l = strlen(dir);
     if (l > 7 && !strcmp(dir + l - 7, ".rtdrec")) {
         snprintf(a->rec_path, sizeof a->rec_path, "%s", dir);

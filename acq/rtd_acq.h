@@ -45,9 +45,10 @@ struct rtd_acq_config {
     int overflow;               /* enum rtd_overflow */
     enum rtd_acq_partial partial;
     uint32_t frame_timeout_ms;
-    char record_dir[256]; /* empty: no recording */
-    int cpu;              /* -1: not pinned */
-    int fifo_prio;        /* 0: leave the policy alone */
+    char record_dir[256];     /* empty: no recording */
+    char record_default[256]; /* where `rtdaq record start` without a path writes */
+    int cpu;                  /* -1: not pinned */
+    int fifo_prio;            /* 0: leave the policy alone */
     int mlock;
     double duration_s; /* 0: run until signalled */
     uint64_t frames;   /* 0: unlimited */
