@@ -224,8 +224,13 @@ static int run_consumer(int role) /* 0 reliable, 1 monitor, 2 victim */
         got++;
         if ((got & 63) == 0)
             rtd_pkt_release(c);
-        if (role == 2 && (got & 1023) == 0)
-            usleep(50); /* slow: it gates the producer until it dies */
+        if (role == 2 && (got & 1023) == 0) {
+            usleep(50); /* slow: it gates the producer */
+            /* procs: stop reading a third of the way, so the producer is held back until the kill.
+             */
+            while (!shared_ring && atomic_load(&ctl->produced) >= nrec / 3)
+                usleep(1000);
+        }
         if (is_end)
             break;
     }
