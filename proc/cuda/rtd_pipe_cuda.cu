@@ -602,6 +602,7 @@ struct rtd_cuda_pipe {
     struct rtd_cuda_pipe_opts o;
     kparams kp;
     int W, H, max_ions;
+    float knorm; /* sqrt(sum of squared weights) of the 2-D blur kernel, as rtd_pipeline.c */
     float *d_nodes;
     struct batch b[MAX_INFLIGHT];
     int fill, head, pending;
@@ -747,6 +748,12 @@ extern "C" int rtd_cuda_pipe_create(struct rtd_cuda_pipe **out, const struct rtd
     k->bh = k->wh / cfg->bin;
     k->rx = blur_weights(cfg->blur_x / (float)cfg->bin, k->wxk);
     k->ry = blur_weights(cfg->blur_y / (float)cfg->bin, k->wyk);
+    double sx = (double)(k->wxk[0] * k->wxk[0]), sy = (double)(k->wyk[0] * k->wyk[0]);
+    for (int j = 1; j <= k->rx; j++)
+        sx += 2.0 * (double)(k->wxk[j] * k->wxk[j]);
+    for (int j = 1; j <= k->ry; j++)
+        sy += 2.0 * (double)(k->wyk[j] * k->wyk[j]);
+    p->knorm = (float)sqrt(sx * sy);
     k->subsample = cfg->subsample;
     k->k = cfg->k;
     k->threshold = cfg->threshold;
@@ -928,8 +935,20 @@ static int finish_frame(const struct rtd_cuda_pipe *p, const struct batch *b, in
                 if (j != i && fabs(ions[j].x - ions[i].x) < Wr / 2.0 + 2 * ions[j].sigma &&
                     fabs(ions[j].y - ions[i].y) < Hr / 2.0 + 2 * ions[j].sigma_y + ions[j].A)
                     ions[i].flags |= RTD_ION_OVERLAP;
+    /* rtd_pipeline.c: drop implausible fits (unless keep_outside) and, for static frames,
+     * fits below min_snr with SNR = sigma * amp * sqrt(pi) / per-pixel noise. */
+    double snr_scale = 0;
+    if (c->analysis == RTD_PIPE_STATIC && c->min_snr > 0 && npk > 0) {
+        float px_noise = fo->mad / (0.6745f * (float)c->bin * p->knorm) + 1e-3f;
+        snr_scale = 1.7724538509055159 / (double)px_noise;
+    }
     int n = 0;
     for (int i = 0; i < npk; i++) {
+        if ((!c->keep_outside && (ions[i].flags & RTD_ION_OUTSIDE)) ||
+            (snr_scale > 0 && ions[i].sigma * ions[i].amp * snr_scale < (double)c->min_snr)) {
+            st->n_rejected++;
+            continue;
+        }
         int dup = 0;
         for (int j = 0; j < n && !dup; j++)
             dup = hypot(ions[i].x - ions[j].x, ions[i].y - ions[j].y) < (double)c->dup_dist;
