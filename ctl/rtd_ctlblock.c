@@ -258,9 +258,12 @@ void rtd_ctlblock_close(struct rtd_ctlblock *b)
 {
     if (!b)
         return;
-    munmap(b->shm, RTD_CTLBLOCK_SIZE);
-    if (b->creator)
+    if (b->creator) {
+        /* Tells attached acq/proc that this block is finished: they look for a new one. */
+        atomic_store_explicit(&b->shm->id.state, RTD_STATE_CLOSED, memory_order_release);
         shm_unlink(b->name);
+    }
+    munmap(b->shm, RTD_CTLBLOCK_SIZE);
     free(b);
 }
 
