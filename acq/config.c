@@ -159,7 +159,7 @@ int rtd_acq_config_parse(struct rtd_acq_config *c, int argc, char **argv)
     };
     /* The configuration file ([rtdaq] and [acq]) and RTDAQ_* variables come before the flags.
      * The merged vector stays reachable: the config keeps pointers into it. */
-    static char **merged;
+    static char **volatile merged; /* volatile: the store must stay for LeakSanitizer */
     char err[512];
     if (rtd_config_argv("acq", opts, &argc, &argv, err, sizeof err)) {
         fprintf(stderr, "rtdaq-acq: %s\n", err);
