@@ -255,19 +255,29 @@ static void print_status(json_t *r)
            (long long)json_integer_value(json_object_get(ctl, "pub_msgs")),
            (long long)json_integer_value(json_object_get(ctl, "pub_dropped")),
            (long long)json_integer_value(json_object_get(ctl, "subscriptions")));
-    printf("acquisition: requested %s %s (count %lld, seq %lld), %s; acq %s, %lld frames\n",
-           jstr(acq, "requested"), jstr(acq, "mode"),
-           (long long)json_integer_value(json_object_get(acq, "count")),
-           (long long)json_integer_value(json_object_get(acq, "seq")),
-           json_is_true(json_object_get(acq, "acknowledged")) ? "acknowledged"
-                                                              : "not acknowledged yet",
-           jstr(acq, "state"), (long long)json_integer_value(json_object_get(acq, "frames_done")));
-    printf("recording:   requested %s %s, %s, active %s, %lld bytes\n", jstr(rec, "requested"),
-           jstr(rec, "path"),
-           json_is_true(json_object_get(rec, "acknowledged")) ? "acknowledged"
-                                                              : "not acknowledged yet",
-           json_is_true(json_object_get(rec, "active")) ? "yes" : "no",
-           (long long)json_integer_value(json_object_get(rec, "bytes")));
+    if (!strcmp(jstr(acq, "requested"), "none"))
+        printf("acquisition: no command yet; acq %s (%s), %lld frames\n", jstr(acq, "state"),
+               json_is_true(json_object_get(acq, "acq_alive")) ? "attached" : "not attached",
+               (long long)json_integer_value(json_object_get(acq, "frames_done")));
+    else
+        printf("acquisition: requested %s %s (count %lld, seq %lld), %s; acq %s, %lld frames\n",
+               jstr(acq, "requested"), jstr(acq, "mode"),
+               (long long)json_integer_value(json_object_get(acq, "count")),
+               (long long)json_integer_value(json_object_get(acq, "seq")),
+               json_is_true(json_object_get(acq, "acknowledged")) ? "acknowledged"
+                                                                  : "not acknowledged yet",
+               jstr(acq, "state"),
+               (long long)json_integer_value(json_object_get(acq, "frames_done")));
+    if (!strcmp(jstr(rec, "requested"), "none"))
+        printf("recording:   no command yet\n");
+    else
+        printf("recording:   requested %s %s, %s, active %s, result %lld, %lld bytes\n",
+               jstr(rec, "requested"), jstr(rec, "path"),
+               json_is_true(json_object_get(rec, "acknowledged")) ? "acknowledged"
+                                                                  : "not acknowledged yet",
+               json_is_true(json_object_get(rec, "active")) ? "yes" : "no",
+               (long long)json_integer_value(json_object_get(rec, "result")),
+               (long long)json_integer_value(json_object_get(rec, "bytes")));
     printf("jobs:        %lld queued, %lld running, %lld done, %lld failed, %lld cancelled\n\n",
            (long long)json_integer_value(json_object_get(jobs, "queued")),
            (long long)json_integer_value(json_object_get(jobs, "running")),
