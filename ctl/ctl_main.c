@@ -582,6 +582,9 @@ int main(int argc, char **argv)
         /* Results rings are polled, not waited on: a monitor never wakes the producer. */
         if (ctl_stream_active(c) && timeout_ms > 2)
             timeout_ms = 2;
+        /* Wake at least every second: watchdog pings and --duration with long intervals. */
+        if (timeout_ms > 1000)
+            timeout_ms = 1000;
         zmq_pollitem_t items[3] = {
             {c->router, 0, ZMQ_POLLIN, 0},
             {c->pub, 0, ZMQ_POLLIN, 0},
