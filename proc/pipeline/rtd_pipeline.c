@@ -103,6 +103,7 @@ void rtd_pipe_config_default(struct rtd_pipe_config *c, enum rtd_pipe_analysis a
     c->deblend = 1;
     c->max_ions = 256;
     c->min_snr = 5.0f;
+    c->min_sigma = 0.6f;
     c->keep_outside = 0;
 }
 
@@ -133,6 +134,8 @@ int rtd_pipe_config_check(const struct rtd_pipe_config *c, char *err, size_t err
         why = "max iterations must be 1..1000";
     else if (c->estimator != 0 && c->estimator != 1)
         why = "estimator must be 0 (LSE) or 1 (MLE)";
+    else if (!(c->min_sigma >= 0 && c->min_sigma < 5))
+        why = "min sigma must be 0..5 px";
     else if (c->min_pixels < 1 || c->min_pixels > 9)
         why = "min pixels must be 1..9";
     if (!why)
@@ -958,6 +961,7 @@ static int fit_static(struct rtd_pipe *p, const uint16_t *frame, size_t stride, 
     for (int i = 0; i < npk; i++) {
         struct rtd_pipe_ion *ion = &ions[i];
         if (fit_outside(ion->x - ion->roi_x0, ion->sigma, ion->amp, S) ||
+            ion->sigma < (double)c->min_sigma ||
             !(ion->y - ion->roi_y0 >= -0.5 && ion->y - ion->roi_y0 <= S - 0.5))
             ion->flags |= RTD_ION_OUTSIDE;
     }
@@ -1066,7 +1070,8 @@ static int fit_shm(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int
         ion->chi2 = (double)p->chi2[i] + (double)p->chi2b[i];
         ion->state = p->states[i] ? p->states[i] : p->states2[i];
         ion->iters = p->iters[i] > p->iters2[i] ? p->iters[i] : p->iters2[i];
-        if (fit_outside(h[1], ion->sigma, h[0], W) || fit_outside(v[1], ion->sigma_y, v[0], H))
+        if (fit_outside(h[1], ion->sigma, h[0], W) || fit_outside(v[1], ion->sigma_y, v[0], H) ||
+            ion->sigma < (double)c->min_sigma || ion->sigma_y < (double)c->min_sigma)
             ion->flags |= RTD_ION_OUTSIDE;
     }
     for (int i = 0; i < npk; i++)

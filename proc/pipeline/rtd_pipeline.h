@@ -32,7 +32,7 @@ enum rtd_pipe_analysis { RTD_PIPE_STATIC = 0, RTD_PIPE_SHM = 1 };
 enum {
     RTD_ION_EDGE = 1,    /* the ROI had to be shifted: the ion is near the frame edge */
     RTD_ION_OVERLAP = 2, /* another ion's centre lies inside this ion's ROI (de-blended refit) */
-    RTD_ION_OUTSIDE = 4, /* fitted centre outside its ROI or width not plausible: do not trust */
+    RTD_ION_OUTSIDE = 4, /* centre outside its ROI, or width < min_sigma (hot pixel) or > ROI */
 };
 
 struct rtd_pipe_config {
@@ -55,6 +55,7 @@ struct rtd_pipe_config {
     int deblend;            /* refit overlapping ions with their neighbours subtracted */
     int max_ions;           /* at most this many ions per frame (brightest kept) */
     float min_snr;          /* static: drop fits with sigma*amp*sqrt(pi)/noise below (0 = keep) */
+    float min_sigma;        /* fits narrower than this (px) are hot pixels or cosmics: OUTSIDE */
     int keep_outside;       /* report RTD_ION_OUTSIDE fits instead of dropping them */
 };
 

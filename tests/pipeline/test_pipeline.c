@@ -313,6 +313,30 @@ Test(pipeline, frames_without_ions_give_no_detections)
     rtd_pipe_destroy(p);
 }
 
+Test(pipeline, hot_pixels_are_not_ions)
+{
+    const struct synth_ion truth[] = {{150.4, 120.7, 100, 2.0}};
+    static uint16_t img[FW * FH];
+    synth(img, FW, FH, truth, 1, 10.0, 1);
+    img[40 * FW + 40] = 65535;
+    img[200 * FW + 77] = 4000;
+    img[250 * FW + 260] = 900;
+    img[251 * FW + 260] = 900; /* a hot pair */
+    struct rtd_pipe_config cfg;
+    rtd_pipe_config_default(&cfg, RTD_PIPE_STATIC);
+    struct rtd_pipe *p;
+    cr_assert_eq(rtd_pipe_create(&p, &cfg, FW, FH), 0);
+    struct rtd_pipe_ion ions[64];
+    struct rtd_pipe_frame_stats st;
+    int n = rtd_pipe_process(p, img, FW, FH, FW, 0, ions, 64, &st);
+    rtd_pipe_destroy(p);
+    for (int i = 0; i < n; i++)
+        cr_log_info("detection %d at (%.2f, %.2f) sigma %.2f amp %.1f", i, ions[i].x, ions[i].y,
+                    ions[i].sigma, ions[i].amp);
+    cr_assert_eq(n, 1, "detections: %d (peaks %u, rejected %u)", n, st.n_peaks, st.n_rejected);
+    cr_expect_lt(hypot(ions[0].x - 150.4, ions[0].y - 120.7), 0.35);
+}
+
 Test(pipeline, the_analysis_window_limits_detection)
 {
     const struct synth_ion truth[] = {{50.2, 50.4, 100, 2.0}, {250.6, 240.3, 100, 2.0}};
