@@ -57,7 +57,8 @@ struct acq_client {
     uint32_t id, used;
     uint64_t next_seq;
     uint64_t rx, bytes, gaps, reorder;
-    _Atomic uint64_t *c_rx, *c_bytes, *c_gaps, *c_reorder;
+    uint64_t lat_sum_ns, lat_max_ns; /* sender -> acq; the max is per 1 s window */
+    _Atomic uint64_t *c_rx, *c_bytes, *c_gaps, *c_reorder, *c_lat_sum, *c_lat_max;
 };
 
 /* One TCP connection's reassembly state: a packet split across reads waits in part. */

@@ -136,11 +136,13 @@ static struct acq_client *client_get(struct acq *a, uint32_t id)
     c->id = id;
     a->n_clients++;
     char lbl[64];
-    static const char *const what[4] = {"packets", "bytes", "gaps", "reorder"};
-    _Atomic uint64_t **dst[4] = {&c->c_rx, &c->c_bytes, &c->c_gaps, &c->c_reorder};
-    for (int i = 0; i < 4; i++) {
+    static const char *const what[6] = {"packets", "bytes",          "gaps",
+                                        "reorder", "latency_sum_ns", "latency_max_ns"};
+    _Atomic uint64_t **dst[6] = {&c->c_rx,      &c->c_bytes,   &c->c_gaps,
+                                 &c->c_reorder, &c->c_lat_sum, &c->c_lat_max};
+    for (int i = 0; i < 6; i++) {
         snprintf(lbl, sizeof lbl, "client.%u.%s", id, what[i]);
-        *dst[i] = rtd_stats_counter(a->stats, lbl, RTD_COUNTER);
+        *dst[i] = rtd_stats_counter(a->stats, lbl, i == 5 ? RTD_GAUGE : RTD_COUNTER);
         if (!*dst[i])
             *dst[i] = &a->dummy;
     }
@@ -219,6 +221,11 @@ static void emit_packet(struct acq *a, struct acq_stream *s, const struct rtd_wi
     if (a->now_real > h->ts_ns) {
         uint64_t ns = a->now_real - h->ts_ns;
         a->lat_pkt[ns < 2 ? 0 : 63 - __builtin_clzll(ns)]++;
+        if (cl) {
+            cl->lat_sum_ns += ns;
+            if (ns > cl->lat_max_ns)
+                cl->lat_max_ns = ns;
+        }
     }
     struct rtd_acq_pkt pre = {.client = h->client, .len = h->len, .seq = h->seq, .ts_ns = h->ts_ns};
     uint32_t len = (uint32_t)sizeof pre + h->len;
@@ -651,6 +658,11 @@ void acq_housekeeping(struct acq *a, int second)
         atomic_store_explicit(c->c_bytes, c->bytes, memory_order_relaxed);
         atomic_store_explicit(c->c_gaps, c->gaps, memory_order_relaxed);
         atomic_store_explicit(c->c_reorder, c->reorder, memory_order_relaxed);
+        atomic_store_explicit(c->c_lat_sum, c->lat_sum_ns, memory_order_relaxed);
+        if (second) {
+            atomic_store_explicit(c->c_lat_max, c->lat_max_ns, memory_order_relaxed);
+            c->lat_max_ns = 0;
+        }
     }
     rtd_stats_heartbeat(a->stats);
     rtd_sd_watchdog();
@@ -777,8 +789,8 @@ int acq_setup(struct acq *a, const struct rtd_acq_config *cfg, volatile sig_atom
         return rc;
     }
     uint32_t limit = cfg->max_clients * 2 < 1024 ? 1024 : cfg->max_clients * 2;
-    /* Four counters per client; clients beyond the segment's room are tracked locally only. */
-    uint64_t ncount = 64 + 4 * (uint64_t)limit;
+    /* Six counters per client; clients beyond the segment's room are tracked locally only. */
+    uint64_t ncount = 64 + 6 * (uint64_t)limit;
     rc = rtd_stats_create(&a->stats, cfg->instance, "acq",
                           (uint32_t)(ncount > 65536 ? 65536 : ncount));
     if (rc) {

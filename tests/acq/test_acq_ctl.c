@@ -62,7 +62,8 @@ int main(void)
           (unsigned long long)b);
 
     CHECK(cli("start", "--mode", "multiple", "--count", "50") == 0, "rtdaq start failed");
-    uint64_t c = frames_after(inst, 700);
+    uint64_t c = t_counter_wait(inst, "frames.rx", b + 50, 5000);
+    c = frames_after(inst, 300); /* and no more after the 50th */
     CHECK(c == b + 50, "multiple 50: %llu frames, want %llu", (unsigned long long)(c - b), 50ull);
 
     CHECK(cli("record", "start", dir, NULL, NULL) == 0, "record start failed");
@@ -91,8 +92,9 @@ int main(void)
 
     CHECK(cli("set", "acq.frame_rate_limit=100", NULL, NULL, NULL) == 0, "set failed");
     t_sleep_ms(200);
-    uint64_t f0 = t_counter(inst, "frames.rx"), f1 = frames_after(inst, 1000);
-    CHECK(f1 - f0 >= 60 && f1 - f0 <= 140, "rate limit 100/s: %llu frames in 1 s",
+    uint64_t f0 = t_counter(inst, "frames.rx"), f1 = frames_after(inst, 2000);
+    /* 1000 Hz camera capped at 100/s; a loaded host may deliver fewer, never many more. */
+    CHECK(f1 - f0 >= 40 && f1 - f0 <= 260, "rate limit 100/s: %llu frames in 2 s",
           (unsigned long long)(f1 - f0));
 
     kill(acq, SIGTERM);
