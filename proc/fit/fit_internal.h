@@ -36,6 +36,25 @@ int fit_kernel_avx512(const struct fit_job *j, size_t begin, size_t end);
 #define FIT_SHM_MAX_NODES 256
 
 /*
+ * Widths enter the models squared (and SHM_1D's A through +-c_j), so a fit can
+ * end at -sigma or -A with the same chi2: report them positive. Returns whether
+ * parameter k of model m is such a magnitude.
+ */
+static inline int fit_param_is_magnitude(int model, int k)
+{
+    switch (model) {
+    case RTD_FIT_GAUSS_1D:
+        return k == 2;
+    case RTD_FIT_GAUSS_2D:
+        return k == 3;
+    case RTD_FIT_SHM_1D:
+        return k == 2 || k == 3;
+    default: /* SHM_LEGACY: R */
+        return k == 1;
+    }
+}
+
+/*
  * Auto rule for SHM_1D nodes: 2.8 A/sigma + 4 is float-accurate (refdata), rounded
  * up to even (nodes pair as +-c), at least 8. No margin is needed for A growing
  * during a fit: the kernels re-apply the rule to every trial step (only growing).

@@ -311,7 +311,9 @@ static void FN(fit_one_)(const struct fit_job *j, size_t fi, REAL *f, REAL *jac)
 out:
     for (int k = 0; k < np; k++)
         j->params[fi * (size_t)np + (size_t)k] =
-            state == RTD_FIT_BAD_INPUT ? j->init[fi * (size_t)np + (size_t)k] : (float)p[k];
+            state == RTD_FIT_BAD_INPUT            ? j->init[fi * (size_t)np + (size_t)k]
+            : fit_param_is_magnitude(j->model, k) ? (float)FN(fabs_)(p[k])
+                                                  : (float)p[k];
     if (j->states)
         j->states[fi] = state;
     if (j->iters)

@@ -451,7 +451,9 @@ static void finish(const struct fit_job *j, struct lanes *L, int l, int32_t stat
 {
     const size_t np = (size_t)j->np, fi = L->idx[l];
     for (size_t k = 0; k < np; k++)
-        j->params[fi * np + k] = from_init ? j->init[fi * np + k] : L->p[k][l];
+        j->params[fi * np + k] = from_init                                  ? j->init[fi * np + k]
+                                 : fit_param_is_magnitude(j->model, (int)k) ? fabsf(L->p[k][l])
+                                                                            : L->p[k][l];
     if (j->states)
         j->states[fi] = state;
     if (j->iters)

@@ -100,7 +100,8 @@ int rtd_fit_model_parse(const char *name);
 
 /*
  * Fit n_fits data sets. data: n_fits*n_points; init: n_fits*n_params start values;
- * params: n_fits*n_params results (may alias init). states, iters (iterations done)
+ * params: n_fits*n_params results (may alias init; widths sigma, R and SHM_1D's A, which
+ * enter the models squared, are reported as magnitudes). states, iters (iterations done)
  * and chi2 (final chi2, LSE sum of squares or MLE deviance) may be NULL.
  * 0 on success (per-fit failures are in states); -EINVAL bad options (unknown
  * model, n_points < n_params, GAUSS_2D n_points not a square), -ENOTSUP forced isa

@@ -499,3 +499,17 @@ Test(options, one_dimensional_models_take_any_length_and_2d_any_odd_square)
         cr_expect_float_eq(p2[2], 3.4f, 1e-3f, "%s", rtd_fit_isa_name(isa));
     }
 }
+
+Test(states, widths_are_reported_positive_whatever_sign_the_fit_ends_with)
+{
+    for (int isa = RTD_FIT_ISA_SCALAR; isa <= RTD_FIT_ISA_REF64; isa++) {
+        if (!rtd_fit_isa_supported(isa))
+            continue;
+        float data[32], p[4] = {400, 14, -3, 40};
+        int32_t st = -1;
+        fill_gauss1d(data, 500, 15.3, 2.4, 50);
+        one_fit(isa, RTD_FIT_LSE, 25, data, p, &st);
+        cr_expect_eq(st, RTD_FIT_CONVERGED, "%s", rtd_fit_isa_name(isa));
+        cr_expect_float_eq(p[2], 2.4f, 1e-3f, "%s: sigma %f", rtd_fit_isa_name(isa), (double)p[2]);
+    }
+}
