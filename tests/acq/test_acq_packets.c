@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Zero loss at moderate rates: rtdaq-acq plus `rtdaq sim packets` (TCP, then
- * UDP) on loopback, this process reading the "packets" ring as a reliable
- * consumer. Every packet arrives once, in order per client, with the record
- * layout of rtd_wire.h; the counters agree; SIGTERM unlinks the segments.
+ * Zero loss at moderate rates: rtdaq-acq plus `rtdaq sim packets` (50 TCP
+ * clients, 10 UDP clients, then 1000 TCP clients at once) on loopback, this process reading the
+ * "packets" ring as a reliable consumer. Every packet arrives once, in order per client, with the
+ * record layout of rtd_wire.h; the counters agree; SIGTERM unlinks the segments.
  */
 #include <math.h>
 
@@ -11,21 +11,33 @@
 #include "rtd_wire.h"
 
 #define CLIENTS 50
+#define MANY    1000 /* the many-connections run: client ids 10000.. */
+#define SLOTS   (2 * CLIENTS + MANY)
+
+/* Index of a client id in the tracking table: TCP 1000.., UDP 5000.., many 10000... */
+static uint32_t slot_of(uint32_t client)
+{
+    if (client >= 10000)
+        return client - 10000 < MANY ? 2 * CLIENTS + client - 10000 : SLOTS;
+    if (client >= 5000)
+        return client - 5000 < CLIENTS ? CLIENTS + client - 5000 : SLOTS;
+    return client >= 1000 && client - 1000 < CLIENTS ? client - 1000 : SLOTS;
+}
 
 struct seen {
-    uint64_t next_seq[2 * CLIENTS];
+    uint64_t next_seq[SLOTS];
     uint64_t count, bad;
 };
 
-static void drain(struct rtd_consumer *c, struct seen *s, uint32_t base_tcp, uint32_t base_udp)
+static void drain(struct rtd_consumer *c, struct seen *s)
 {
     const struct rtd_pkt_hdr *h;
     int n = 0;
     while (rtd_pkt_next(c, &h) == 0) {
         const struct rtd_acq_pkt *p = rtd_pkt_payload(h);
-        uint32_t k = p->client >= base_udp ? p->client - base_udp + CLIENTS : p->client - base_tcp;
+        uint32_t k = slot_of(p->client);
         int ok = h->type == RTD_ACQ_REC_PACKET && h->len == sizeof *p + 32 && p->len == 32 &&
-                 k < 2 * CLIENTS && p->seq == s->next_seq[k] && p->ts_ns != 0 && h->ts_mono_ns != 0;
+                 k < SLOTS && p->seq == s->next_seq[k] && p->ts_ns != 0 && h->ts_mono_ns != 0;
         if (ok) {
             double v[4];
             memcpy(v, p->payload, sizeof v);
@@ -35,8 +47,8 @@ static void drain(struct rtd_consumer *c, struct seen *s, uint32_t base_tcp, uin
         if (!ok && s->bad++ < 5)
             fprintf(stderr, "bad record: type %u len %u client %u seq %llu (want %llu)\n", h->type,
                     h->len, p->client, (unsigned long long)p->seq,
-                    (unsigned long long)(k < 2 * CLIENTS ? s->next_seq[k] : 0));
-        if (k < 2 * CLIENTS)
+                    (unsigned long long)(k < SLOTS ? s->next_seq[k] : 0));
+        if (k < SLOTS)
             s->next_seq[k] = p->seq + 1;
         s->count++;
         if (++n == 256) {
@@ -49,10 +61,11 @@ static void drain(struct rtd_consumer *c, struct seen *s, uint32_t base_tcp, uin
 
 static long long run_sim(struct rtd_consumer *c, struct seen *s, char **argv, const char *out)
 {
+    uint64_t base = s->count;
     pid_t sim = t_spawn(argv, out);
     int st = -1;
     for (;;) {
-        drain(c, s, 1000, 5000);
+        drain(c, s);
         int w;
         if (waitpid(sim, &w, WNOHANG) == sim) {
             st = WIFEXITED(w) ? WEXITSTATUS(w) : -1;
@@ -64,8 +77,8 @@ static long long run_sim(struct rtd_consumer *c, struct seen *s, char **argv, co
     t_read_text(out, txt, sizeof txt);
     long long sent = t_json_int(txt, "packets");
     CHECK(st == 0 && sent > 0, "sim exit %d, output %s", st, txt);
-    for (int i = 0; i < 300 && (long long)s->count < sent; i++) {
-        drain(c, s, 1000, 5000);
+    for (int i = 0; i < 500 && (long long)(s->count - base) < sent; i++) {
+        drain(c, s);
         t_sleep_ms(10);
     }
     return sent;
@@ -120,6 +133,17 @@ int main(int argc, char **argv)
     long long sent_udp = run_sim(c, &s, udp_argv, out);
     CHECK((long long)(s.count - before_udp) == sent_udp, "UDP: received %llu of %lld packets",
           (unsigned long long)(s.count - before_udp), sent_udp);
+    uint64_t before_many = s.count;
+
+    /* Many connections at once: 1000 TCP clients (acq's default limit is 4096). */
+    char *many_argv[] = {CLI_BIN, "sim",        "packets", "--port",        port,    "--clients",
+                         "1000",  "--rate",     "200",     "--batch",       "20",    "--size",
+                         "32",    "--duration", "1",       "--client-base", "10000", "--json",
+                         NULL};
+    long long sent_many = run_sim(c, &s, many_argv, out);
+    CHECK((long long)(s.count - before_many) == sent_many,
+          "1000 clients: received %llu of %lld packets",
+          (unsigned long long)(s.count - before_many), sent_many);
     CHECK(s.bad == 0, "%llu malformed or out-of-order records", (unsigned long long)s.bad);
 
     uint64_t rx = t_counter_wait(inst, "packets.rx", s.count, 2000);
@@ -129,7 +153,7 @@ int main(int argc, char **argv)
     uint64_t per = t_counter(inst, "client.1000.packets");
     CHECK(per == s.next_seq[0], "client.1000.packets %llu, consumer saw %llu",
           (unsigned long long)per, (unsigned long long)s.next_seq[0]);
-    CHECK(t_counter(inst, "clients.accepted") == 50, "clients.accepted %llu",
+    CHECK(t_counter(inst, "clients.accepted") == 1050, "clients.accepted %llu",
           (unsigned long long)t_counter(inst, "clients.accepted"));
 
     rtd_consumer_close(c);
@@ -141,7 +165,8 @@ int main(int argc, char **argv)
     int rc = rtd_ring_attach(&gone, inst, "packets");
     CHECK(rc == -ENOENT, "packets ring still there after SIGTERM (%d)", rc);
     unlink(out);
-    printf("%s (%s): %llu packets (tcp %lld, udp %lld)\n", t_failures ? "FAIL" : "ok", io,
-           (unsigned long long)s.count, sent_tcp, sent_udp);
+    printf("%s (%s): %llu packets (tcp %lld, udp %lld, 1000 clients %lld)\n",
+           t_failures ? "FAIL" : "ok", io, (unsigned long long)s.count, sent_tcp, sent_udp,
+           sent_many);
     return t_failures ? 1 : 0;
 }
