@@ -194,6 +194,17 @@ int main(void)
     bad_run("missing file", "/nonexistent/x.f32", init_path, "", "/nonexistent/x.f32", NULL);
     bad_run("wrong points for the model", data_path, init_path, "--points 120", "square", NULL);
 
+    /* --backend auto names the backend it chose; --help is not an error */
+    char outb[8192];
+    int rcb = run(outb, sizeof(outb),
+                  "%s fit --model gauss1d --points 32 --in %sgauss1d_32_data.f32 --init "
+                  "%sgauss1d_32_init.f32 --out %s/p.f32 --backend auto --threads 1 --json",
+                  RTDAQ, DATA, DATA, dir);
+    CHECK(rcb == 0 && (strstr(outb, "\"backend\":\"cpu\"") || strstr(outb, "\"backend\":\"cuda\"")),
+          "--backend auto: exit %d: %s", rcb, outb);
+    rcb = run(outb, sizeof(outb), "%s fit --help", RTDAQ);
+    CHECK(rcb == 0 && strstr(outb, "--model"), "--help: exit %d: %s", rcb, outb);
+
     /* --allow-nan fits the rest and marks the NaN fit as bad input */
     char out[8192];
     int rc = run(out, sizeof(out),
