@@ -141,7 +141,8 @@ static pid_t seg_creator(int fd)
     struct rtd_seg_hdr h;
     if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
         return 0;
-    if (h.magic != RTD_MAGIC_RING && h.magic != RTD_MAGIC_STATS)
+    /* 0x424c...: "TDAQCTLB", the control block of ctl/rtd_ctlblock.h (same identity block). */
+    if (h.magic != RTD_MAGIC_RING && h.magic != RTD_MAGIC_STATS && h.magic != 0x424c544351414454ull)
         return 0;
     return h.creator_pid;
 }
