@@ -80,6 +80,29 @@ static uint64_t sum_bytes(const uint8_t *p, size_t n)
 
 /* ---- rtdaq ------------------------------------------------------------------- */
 
+/*
+ * Busy-poll, then sleep on the futex: on a quiet machine the spin always wins;
+ * on an oversubscribed one a spinner burns its share of the CPU while its peer
+ * waits to be scheduled, and sleeping is what keeps data moving.
+ */
+#define SPIN_LIMIT 20000u
+
+static void idle(struct rtd_consumer *c, unsigned *spins)
+{
+    if (++*spins < SPIN_LIMIT)
+        return;
+    rtd_consumer_wait(c, 1000000);
+    *spins = 0;
+}
+
+static void idle_producer(struct rtd_ring *r, unsigned *spins)
+{
+    if (++*spins < SPIN_LIMIT)
+        return;
+    rtd_ring_wait_space(r, 1000000);
+    *spins = 0;
+}
+
 static void consume_ring(struct rtd_ring *r, enum payload pay, struct shared *sh)
 {
     struct rtd_consumer *c;
@@ -91,12 +114,14 @@ static void consume_ring(struct rtd_ring *r, enum payload pay, struct shared *sh
     }
     atomic_store(&sh->ready, 1);
     uint64_t n = 0, sum = 0, t0 = 0;
+    unsigned spins = 0;
     bool end = false;
     while (!end) {
         if (pay == PAY_MSG) {
             const struct rtd_pkt_hdr *h;
             unsigned got = 0;
-            while (rtd_pkt_next(c, &h) == 0) {
+            int nrc;
+            while ((nrc = rtd_pkt_next(c, &h)) == 0) {
                 if (h->type == 2) {
                     end = true;
                     break;
@@ -109,10 +134,18 @@ static void consume_ring(struct rtd_ring *r, enum payload pay, struct shared *sh
                 if (++got == 256)
                     break;
             }
-            rtd_pkt_release(c);
+            if (got || end) {
+                rtd_pkt_release(c);
+                spins = 0;
+            } else if (nrc == -EAGAIN) {
+                idle(c, &spins);
+            }
         } else {
             struct rtd_frame f;
-            if (rtd_frame_peek(c, &f) == 0) {
+            if (rtd_frame_peek(c, &f) != 0) {
+                idle(c, &spins);
+            } else {
+                spins = 0;
                 if (f.hdr->type == 2) {
                     end = true;
                 } else {
@@ -135,7 +168,7 @@ static int produce_ring(struct rtd_ring *r, enum payload pay, bool each, double 
                         struct shared *sh)
 {
     uint64_t t_end = rtd_now_ns() + (uint64_t)(seconds * 1e9), i = 0;
-    unsigned pending = 0;
+    unsigned pending = 0, spins = 0;
     for (;;) {
         bool last = (i & 1023) == 0 && rtd_now_ns() >= t_end;
         if (pay == PAY_MSG) {
@@ -144,8 +177,10 @@ static int produce_ring(struct rtd_ring *r, enum payload pay, bool each, double 
             if (!p) {
                 rtd_pkt_publish(r);
                 pending = 0;
+                idle_producer(r, &spins);
                 continue;
             }
+            spins = 0;
             p[0] = i;
             p[1] = i + 1;
             p[2] = i + 2;
@@ -156,8 +191,11 @@ static int produce_ring(struct rtd_ring *r, enum payload pay, bool each, double 
             }
         } else {
             struct rtd_frame f;
-            if (rtd_frame_claim(r, &f) != 0)
+            if (rtd_frame_claim(r, &f) != 0) {
+                idle_producer(r, &spins);
                 continue;
+            }
+            spins = 0;
             f.hdr->type = last ? 2 : 1;
             f.hdr->len = FRAME_BYTES;
             f.hdr->ts_mono_ns = 1; /* skip the clock reads: measure the ring */
