@@ -59,9 +59,11 @@ static char inst[32];
 static unsigned batch = 64;
 static uint8_t *frame_src;
 
+static int ncpu; /* counted before any pinning: a pinned parent's children inherit one CPU */
+
 static void pin(int cpu)
 {
-    if (rtd_cpu_count() >= 2)
+    if (ncpu >= 2)
         (void)rtd_pin_cpu(cpu);
 }
 
@@ -439,6 +441,7 @@ int rtd_bench_ring(int argc, char **argv)
         snprintf(inst, sizeof inst, "%s", instance_arg);
     else
         snprintf(inst, sizeof inst, "bench%d", (int)getpid());
+    ncpu = rtd_cpu_count();
     frame_src = aligned_alloc(4096, FRAME_BYTES);
     if (!frame_src)
         return 1;
