@@ -12,9 +12,12 @@
  *   0       64    identity: magic .. state               creator (once)
  *   64      64    geometry: kind, overflow, slots, name  creator (once)
  *   128     64    guard line (never written)
- *   192     64    producer line: published, claimed,     producer
+ *   192     64    producer line: published,              producer
  *                 published_records, dropped, full, pid
- *   256     64    guard line (never written)
+ *   256     64    claim line: claimed (written per record, producer
+ *                 read only by monitors and registering
+ *                 consumers, so reliable consumers' line
+ *                 stays quiet)
  *   320     64    wake line: futex words, sleeper counts producer+consumers
  *   384     128   admin lock (group join/leave), reserved
  *   512     2048  consumers[16], 128 B each              each consumer its own
@@ -319,7 +322,7 @@ struct rtd_ring_hdr {
 
     /* Line 3: the producer's line (one writer: the producer). */
     alignas(RTD_CACHE_LINE) _Atomic uint64_t published; /* frames: slots; packets: bytes */
-    _Atomic uint64_t claimed;           /* high-water of positions the producer may be writing */
+    uint64_t reserved_claimed; /* was `claimed` before it moved to its own line */
     _Atomic uint64_t published_records; /* records (frames) made visible so far */
     _Atomic uint64_t dropped;           /* records refused under RTD_OVERFLOW_DROP_NEWEST */
     _Atomic uint64_t full;              /* times the producer found the ring full */
@@ -328,8 +331,9 @@ struct rtd_ring_hdr {
     uint32_t reserved2;
     uint64_t reserved3;
 
-    /* Line 4: guard. */
-    alignas(RTD_CACHE_LINE) uint64_t guard1[8];
+    /* Line 4: high-water of positions the producer may be writing (monitors' seqlock). */
+    alignas(RTD_CACHE_LINE) _Atomic uint64_t claimed;
+    uint64_t guard1[7];
 
     /* Line 5: wake-ups. Read by the producer on every publish, written only when someone sleeps. */
     alignas(RTD_CACHE_LINE) _Atomic uint32_t data_futex; /* bumped when data arrives for sleepers */
@@ -367,7 +371,7 @@ _Static_assert(offsetof(struct rtd_ring_hdr, data_off) == 96, "abi");
 _Static_assert(offsetof(struct rtd_ring_hdr, desc_off) == 104, "abi");
 _Static_assert(offsetof(struct rtd_ring_hdr, name) == 112, "abi");
 _Static_assert(offsetof(struct rtd_ring_hdr, published) == 192, "abi");
-_Static_assert(offsetof(struct rtd_ring_hdr, claimed) == 200, "abi");
+_Static_assert(offsetof(struct rtd_ring_hdr, claimed) == 256, "abi");
 _Static_assert(offsetof(struct rtd_ring_hdr, published_records) == 208, "abi");
 _Static_assert(offsetof(struct rtd_ring_hdr, dropped) == 216, "abi");
 _Static_assert(offsetof(struct rtd_ring_hdr, full) == 224, "abi");
