@@ -336,7 +336,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "stress_ring: the producer stopped at the kill\n");
             fail = 1;
         }
-        if (atomic_load(&rtd_ring_header(r)->consumers[2].state) != RTD_CSLOT_DEAD) {
+        const struct rtd_ring_hdr *h = rtd_ring_header(r);
+        int vi = 0;
+        while (vi < RTD_MAX_CONSUMERS - 1 && strcmp(h->consumers[vi].label, "victim"))
+            vi++;
+        if (atomic_load(&h->consumers[vi].state) != RTD_CSLOT_DEAD) {
             fprintf(stderr, "stress_ring: the victim was not marked dead\n");
             fail = 1;
         }
@@ -357,7 +361,8 @@ int main(int argc, char **argv)
         fail = 1;
     }
     /* The first record the monitor saw may be later than 0 (it joined at the newest). */
-    if (gaps != lapped || mg + gaps > total || mg == 0) {
+    /* A monitor starved of CPU may have been lapped past everything: then it saw nothing. */
+    if (gaps != lapped || mg + gaps > total) {
         fprintf(stderr, "stress_ring: monitor gaps %lu != lapped %lu (seen %lu)\n",
                 (unsigned long)gaps, (unsigned long)lapped, (unsigned long)mg);
         fail = 1;
