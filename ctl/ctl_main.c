@@ -518,6 +518,12 @@ int main(int argc, char **argv)
         return 0;
     }
     c->instance = rtd_instance_name(c->o.instance);
+    char segname[128];
+    if (rtd_shm_name(segname, sizeof segname, c->instance, "stats.ctl")) {
+        fprintf(stderr, "rtdaq-ctl: --instance '%s': invalid name ([A-Za-z0-9_-], 1..%d)\n",
+                c->instance, RTD_INSTANCE_MAX);
+        return 2;
+    }
     c->start_ns = rtd_now_ns();
     c->start_realtime_ns = rtd_realtime_ns();
 
