@@ -140,6 +140,9 @@ void rtd_frame_release(struct rtd_consumer *c);
 /*
  * Packet rings: read the next record in place; 0, -EAGAIN. Records read are
  * released in a batch by rtd_pkt_release() (one cursor store per batch).
+ * A monitor that was lapped resumes at the newest published record; the seq
+ * gap of the next record it reads is added to its lapped counter (so lapped
+ * is exact up to the last record read).
  */
 int rtd_pkt_next(struct rtd_consumer *c, const struct rtd_pkt_hdr **rec);
 /*
@@ -152,7 +155,10 @@ void rtd_pkt_release(struct rtd_consumer *c);
 
 /* Sleep on the ring's futex until something is published or timeout_ns passes. */
 int rtd_consumer_wait(struct rtd_consumer *c, uint64_t timeout_ns);
-/* Liveness: call at least every 100 ms while running (also done by peek/next). */
+/*
+ * Liveness: refresh the heartbeat (peek/next also do it every 256 polls). Only
+ * rtd_ring_reap(stale_ns) looks at heartbeats; dead pids are found automatically.
+ */
 void rtd_consumer_heartbeat(struct rtd_consumer *c);
 /* Records this consumer missed by being lapped (monitor) so far. */
 uint64_t rtd_consumer_lapped(const struct rtd_consumer *c);
@@ -172,7 +178,8 @@ int rtd_ring_reap(struct rtd_ring *r, uint64_t stale_ns);
 struct rtd_group; /* opaque */
 int rtd_group_join(struct rtd_group **out, struct rtd_ring *r, const char *group_label,
                    const char *member_label);
-int rtd_group_take(struct rtd_group *g, struct rtd_frame *f); /* 0 or -EAGAIN */
+/* 0, -EAGAIN (nothing now), -EBUSY (this member already holds a frame: done first). */
+int rtd_group_take(struct rtd_group *g, struct rtd_frame *f);
 void rtd_group_done(struct rtd_group *g, const struct rtd_frame *f);
 int rtd_group_wait(struct rtd_group *g, uint64_t timeout_ns);
 void rtd_group_leave(struct rtd_group *g);
