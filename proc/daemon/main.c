@@ -12,6 +12,7 @@
  * -> cleanup ladder in reverse order.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -27,6 +28,7 @@
 
 #include "proc_internal.h"
 #include "rtd_config.h"
+#include "rtd_fit_cuda.h"
 #include "rtd_util.h"
 #include "rtd_wavelet.h"
 
@@ -58,6 +60,10 @@ static const char usage[] =
     " frame pipeline (as rtdaq fit-frames): --threshold T --k K --radius R|RX,RY\n"
     "  --roi-size S|WxH --blur S|SX,SY --sigma S --roi-window X0,X1,Y0,Y1 --estimator lse|mle\n"
     "  --bin 1|2 --max-ions N --no-deblend\n"
+    "  --backend cpu|cuda|auto  frame pipeline on the CPU (default) or the GPU; auto = CUDA\n"
+    "                         when a device is usable (and then 1 fit worker unless --workers)\n"
+    "  --cuda-batch N         frames per GPU launch (default 4, 1..8)\n"
+    "  --cuda-wait-us U       launch a partial batch after U us (default 250)\n"
     " streaming wavelets: --window N (samples, 1024) --hop N (256) --dt S (1e-3) --dj D (0.125)\n"
     "  --mother morlet:6|paul:4|dog:2 --bands LO:HI,... (periods in units of dt's time unit)\n"
     "  --channels ID,... (clients to analyse; default all) --pairs A-B,... (coherence)\n"
@@ -103,6 +109,9 @@ enum {
     O_LOGLEVEL,
     O_HELP,
     O_CHECK,
+    O_BACKEND,
+    O_CUDA_BATCH,
+    O_CUDA_WAIT,
 };
 
 static const struct option long_opts[] = {
@@ -144,6 +153,9 @@ static const struct option long_opts[] = {
     {"log-level", required_argument, 0, O_LOGLEVEL},
     {"help", no_argument, 0, O_HELP},
     {"check-config", no_argument, 0, O_CHECK},
+    {"backend", required_argument, 0, O_BACKEND},
+    {"cuda-batch", required_argument, 0, O_CUDA_BATCH},
+    {"cuda-wait-us", required_argument, 0, O_CUDA_WAIT},
     {0, 0, 0, 0},
 };
 
@@ -301,6 +313,9 @@ static int parse_args(int argc, char **argv, struct proc_opts *o, int *check_onl
     o->dj = 0.125;
     o->mother = "morlet:6";
     o->max_clients = 64;
+    o->backend = PROC_BACKEND_CPU;
+    o->cuda_batch = 4;
+    o->cuda_wait_ns = 250000;
     enum rtd_pipe_analysis an = RTD_PIPE_STATIC;
     /* Pipeline options apply on top of the analysis' defaults, so they wait for the loop's end. */
     const char *pv[O_CHECK + 1] = {0};
@@ -434,6 +449,26 @@ static int parse_args(int argc, char **argv, struct proc_opts *o, int *check_onl
         case O_CHECK:
             *check_only = 1;
             break;
+        case O_BACKEND:
+            if (!strcmp(optarg, "cpu"))
+                o->backend = PROC_BACKEND_CPU;
+            else if (!strcmp(optarg, "cuda"))
+                o->backend = PROC_BACKEND_CUDA;
+            else if (!strcmp(optarg, "auto"))
+                o->backend = PROC_BACKEND_AUTO;
+            else
+                return bad("backend", optarg, "expected cpu, cuda or auto");
+            break;
+        case O_CUDA_BATCH:
+            if (parse_int(optarg, 1, 8, &v) < 0)
+                return bad("cuda-batch", optarg, "expected 1..8 frames");
+            o->cuda_batch = (int)v;
+            break;
+        case O_CUDA_WAIT:
+            if (parse_int(optarg, 0, 100000, &v) < 0)
+                return bad("cuda-wait-us", optarg, "expected 0..100000 us");
+            o->cuda_wait_ns = (uint64_t)v * 1000u;
+            break;
         case O_THR:
         case O_K:
         case O_RADIUS:
@@ -552,6 +587,58 @@ static int pick_cpu(int first, int index)
     return cpus[(at + index) % n];
 }
 
+/*
+ * rtd_fit_cuda_available() in a short-lived child: CUDA must not be initialised
+ * in the supervisor, whose forked workers could then not use the device. 1
+ * usable, 0 not (why says why), -errno when the probe itself failed.
+ */
+static int cuda_probe(char *why, size_t cap)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        snprintf(why, cap, "probe: pipe: %s", strerror(errno));
+        return -errno;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        snprintf(why, cap, "probe: fork: %s", strerror(e));
+        return -e;
+    }
+    if (pid == 0) {
+        char buf[257];
+        close(fds[0]);
+        buf[0] = rtd_fit_cuda_available(buf + 1, sizeof buf - 1) > 0 ? '1' : '0';
+        size_t len = 1 + strnlen(buf + 1, sizeof buf - 2);
+        ssize_t wr = write(fds[1], buf, len);
+        _exit(wr == (ssize_t)len ? 0 : 1);
+    }
+    close(fds[1]);
+    char buf[257];
+    size_t got = 0;
+    for (;;) {
+        ssize_t r = read(fds[0], buf + got, sizeof buf - 1 - got);
+        if (r > 0 && (got += (size_t)r) < sizeof buf - 1)
+            continue;
+        if (r < 0 && errno == EINTR)
+            continue;
+        break;
+    }
+    close(fds[0]);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    buf[got] = 0;
+    if (got == 0) {
+        snprintf(why, cap, "the CUDA probe process died (status %d)", st);
+        return -EIO;
+    }
+    snprintf(why, cap, "%s", buf + 1);
+    return buf[0] == '1';
+}
+
 static int worker_setup(const struct proc_opts *o, struct proc_worker *w)
 {
     char name[RTD_PROCESS_MAX];
@@ -570,6 +657,8 @@ static int worker_setup(const struct proc_opts *o, struct proc_worker *w)
     c->busy_ns = rtd_stats_counter(s, "busy_ns", RTD_COUNTER);
     c->dropped = rtd_stats_counter(s, "results.dropped", RTD_COUNTER);
     if (w->role == PROC_ROLE_FITS) {
+        c->backend_cuda = rtd_stats_counter(s, "backend_cuda", RTD_GAUGE);
+        c->batch = rtd_stats_hist(s, "latency.batch");
         c->processed = rtd_stats_counter(s, "frames.processed", RTD_COUNTER);
         c->ions = rtd_stats_counter(s, "ions.found", RTD_COUNTER);
         c->converged = rtd_stats_counter(s, "fits.converged", RTD_COUNTER);
@@ -594,19 +683,22 @@ static int worker_setup(const struct proc_opts *o, struct proc_worker *w)
     }
     /* Every pointer is checked once here so the workers never test for NULL. */
     _Atomic uint64_t **all[] = {
-        &c->pid,       &c->cpu,       &c->rt,        &c->restarts, &c->busy_ns, &c->dropped,
-        &c->processed, &c->ions,      &c->converged, &c->failed,   &c->skipped, &c->partial,
-        &c->truncated, &c->cur_frame, &c->cur_seq,   &c->packets,  &c->samples, &c->clients,
-        &c->hops,      &c->cwts,      &c->cohs,      &c->lapped};
+        &c->pid,       &c->cpu,       &c->rt,        &c->restarts, &c->busy_ns,     &c->dropped,
+        &c->processed, &c->ions,      &c->converged, &c->failed,   &c->skipped,     &c->partial,
+        &c->truncated, &c->cur_frame, &c->cur_seq,   &c->packets,  &c->samples,     &c->clients,
+        &c->hops,      &c->cwts,      &c->cohs,      &c->lapped,   &c->backend_cuda};
     static _Atomic uint64_t sink[32]; /* unused counters of the other role */
     size_t k = 0;
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (!*all[i])
             *all[i] = &sink[k++ % 32];
-    if (!c->latency || !c->pipeline) {
+    if (!c->latency || !c->pipeline || (w->role == PROC_ROLE_FITS && !c->batch)) {
         rtd_log(RTD_LOG_ERR, "stats segment %s: histogram table full", name);
         return -ENOSPC;
     }
+    atomic_store_explicit(c->backend_cuda,
+                          (uint64_t)(w->role == PROC_ROLE_FITS && o->backend == PROC_BACKEND_CUDA),
+                          memory_order_relaxed);
     snprintf(w->ring_name, sizeof w->ring_name, "%s.w%d",
              w->role == PROC_ROLE_FITS ? "results" : "wavelet", w->id);
     struct rtd_ring_config rc_cfg = {
@@ -690,6 +782,20 @@ int main(int argc, char **argv)
         return 0;
     }
     o.instance = rtd_instance_name(o.instance);
+    char cuda_why[256] = "";
+    if ((o.mode & PROC_ROLE_FITS) && o.backend != PROC_BACKEND_CPU) {
+        const int usable = cuda_probe(cuda_why, sizeof cuda_why) > 0;
+        if (!usable && o.backend == PROC_BACKEND_CUDA) {
+            fprintf(stderr, "rtdaq-proc: --backend cuda: no usable CUDA device: %s\n", cuda_why);
+            return 2;
+        }
+        o.backend = usable ? PROC_BACKEND_CUDA : PROC_BACKEND_CPU;
+        /* One GPU worker keeps up with 10 kHz; more would only share the device. */
+        if (usable && o.workers == 0)
+            o.workers = 1;
+    } else if (!(o.mode & PROC_ROLE_FITS)) {
+        o.backend = PROC_BACKEND_CPU;
+    }
     if (o.mode & PROC_ROLE_WAVELET) {
         /* Check the wavelet set-up here: a worker that cannot plan would only restart forever. */
         struct rtd_mother m;
@@ -775,8 +881,11 @@ int main(int argc, char **argv)
         started++;
     }
     atomic_store_explicit(c_running, (uint64_t)total, memory_order_relaxed);
-    rtd_log(RTD_LOG_INFO, "instance %s: %d fit worker(s), %d wavelet worker(s), analysis %s",
-            o.instance, n_fit, n_wl, rtd_pipe_analysis_name(o.pipe.analysis));
+    rtd_log(RTD_LOG_INFO,
+            "instance %s: %d fit worker(s), %d wavelet worker(s), analysis %s, backend %s%s%s%s",
+            o.instance, n_fit, n_wl, rtd_pipe_analysis_name(o.pipe.analysis),
+            o.backend == PROC_BACKEND_CUDA ? "cuda" : "cpu", cuda_why[0] ? " (" : "", cuda_why,
+            cuda_why[0] ? ")" : "");
     rtd_sd_ready();
     rtd_stats_set_status(sup, "running");
 

@@ -26,6 +26,9 @@
 
 enum proc_role { PROC_ROLE_FITS = 1, PROC_ROLE_WAVELET = 2 };
 
+/* --backend; AUTO is resolved by the supervisor before the workers start. */
+enum proc_backend { PROC_BACKEND_CPU = 0, PROC_BACKEND_CUDA = 1, PROC_BACKEND_AUTO = 2 };
+
 struct proc_opts {
     const char *instance;
     int cpu;     /* first worker's core; -1 = do not pin */
@@ -40,6 +43,9 @@ struct proc_opts {
     int poll_us;
     int log_level;
     struct rtd_pipe_config pipe;
+    int backend;           /* enum proc_backend; CPU or CUDA once the workers run */
+    int cuda_batch;        /* frames per GPU launch */
+    uint64_t cuda_wait_ns; /* launch a partial batch after its first frame waited this long */
     /* wavelet streaming */
     int window, hop;
     double dt, dj;
@@ -57,10 +63,11 @@ struct proc_opts {
 /* Counters of one worker, allocated by the supervisor (one writer: the worker). */
 struct proc_counters {
     _Atomic uint64_t *processed, *ions, *converged, *failed, *skipped, *partial, *truncated,
-        *busy_ns, *cur_frame, *cur_seq, *dropped, *pid, *cpu, *rt, *restarts;
+        *busy_ns, *cur_frame, *cur_seq, *dropped, *pid, *cpu, *rt, *restarts, *backend_cuda;
     /* wavelet */
     _Atomic uint64_t *packets, *samples, *clients, *hops, *cwts, *cohs, *lapped;
     struct rtd_hist *latency, *pipeline;
+    struct rtd_hist *batch; /* fits: added GPU batching wait per frame (latency.batch) */
 };
 
 struct proc_worker {

@@ -9,6 +9,14 @@
  *
  * The loop busy-polls for --poll-us after each frame (a futex wake costs
  * ~25 us here) and sleeps on the ring's futex when idle.
+ *
+ * With --backend cuda the frames go through the GPU pipeline's streaming API
+ * (proc/cuda): several frames per launch. A group member holds one frame at a
+ * time, so the worker joins the group as several members ("w<id>", "w<id>.1",
+ * ...), one per frame in flight; each frame is still given back only after its
+ * results are published, and a dead worker's frames are re-offered as before
+ * (all its members die with its pid). The batching wait of every frame
+ * (launch - submit) goes into the histogram latency.batch.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,8 +26,17 @@
 #include <unistd.h>
 
 #include "proc_internal.h"
+#include "rtd_fit_cuda.h"
 #include "rtd_results.h"
 #include "rtd_util.h"
+
+/* Group members (frames held at once) of one GPU worker; 16 per group in all. */
+#define CUDA_MAX_MEMBERS 12
+
+struct cuda_held {
+    int member;
+    struct rtd_frame f;
+};
 
 struct fits_state {
     const struct proc_opts *o;
@@ -30,10 +47,26 @@ struct fits_state {
     struct rtd_pipe *pipe;
     struct rtd_pipe_ion *ions;
     int max_ions;
+    /* --backend cuda */
+    struct rtd_cuda_pipe *cpipe;
+    int cw, ch;                                  /* frame size cpipe was made for */
+    int cuda_broken;                             /* create failed: frames are skipped */
+    struct rtd_group *members[CUDA_MAX_MEMBERS]; /* [0] is group */
+    int n_members, busy[CUDA_MAX_MEMBERS];
+    struct cuda_held q[CUDA_MAX_MEMBERS]; /* submitted frames, oldest at q_head */
+    int q_head, q_n;
 };
+
+static void cuda_drain(struct fits_state *s);
 
 static void detach_frames(struct fits_state *s)
 {
+    cuda_drain(s);
+    for (int i = 1; i < s->n_members; i++)
+        if (s->members[i])
+            rtd_group_leave(s->members[i]);
+    s->n_members = 0;
+    memset(s->members, 0, sizeof s->members);
     if (s->group)
         rtd_group_leave(s->group);
     s->group = NULL;
@@ -58,7 +91,23 @@ static int attach_frames(struct fits_state *s)
         s->frames = NULL;
         return rc;
     }
-    rtd_log(RTD_LOG_INFO, "joined group %s on ring %s", s->o->group, s->o->frames_ring);
+    s->members[0] = s->group;
+    s->n_members = 1;
+    memset(s->busy, 0, sizeof s->busy);
+    if (s->o->backend == PROC_BACKEND_CUDA) {
+        /* One member per frame in flight: two batches' worth, as far as the group has room. */
+        int want = 2 * s->o->cuda_batch;
+        if (want > CUDA_MAX_MEMBERS)
+            want = CUDA_MAX_MEMBERS;
+        while (s->n_members < want) {
+            snprintf(member, sizeof member, "w%d.%d", s->w->id, s->n_members);
+            if (rtd_group_join(&s->members[s->n_members], s->frames, s->o->group, member) < 0)
+                break;
+            s->n_members++;
+        }
+    }
+    rtd_log(RTD_LOG_INFO, "joined group %s on ring %s (%d member(s))", s->o->group,
+            s->o->frames_ring, s->n_members);
     rtd_stats_set_status(s->w->stats, "running");
     return 0;
 }
@@ -129,6 +178,37 @@ static void publish(struct fits_state *s, const struct rtd_frame *f, int n,
         rtd_hist_record(c->latency, done - h->ts_mono_ns);
 }
 
+/* u16 mono frames (pixfmt 0 = opaque, trusted when the size matches). */
+static int frame_ok(const struct fits_state *s, const struct rtd_frame_hdr *h)
+{
+    const uint64_t need = (uint64_t)h->width * h->height * 2u;
+    const uint32_t cap = rtd_ring_header(s->frames)->slot_payload;
+    return !(h->width == 0 || h->height == 0 || need > h->len || need > cap || h->width > 65535 ||
+             h->height > 65535 || h->pixfmt > 2);
+}
+
+/* Flags and counters of a frame whose n ions are in s->ions, then publish. */
+static void finish(struct fits_state *s, const struct rtd_frame *f, int n,
+                   const struct rtd_pipe_frame_stats *st, uint32_t flags)
+{
+    const struct proc_counters *c = &s->w->c;
+    if (flags & RTD_RES_F_SKIPPED)
+        atomic_fetch_add_explicit(c->skipped, 1, memory_order_relaxed);
+    if (f->hdr->flags & RTD_FRAME_PARTIAL) {
+        flags |= RTD_RES_F_PARTIAL;
+        atomic_fetch_add_explicit(c->partial, 1, memory_order_relaxed);
+    }
+    if (st->truncated) {
+        flags |= RTD_RES_F_TRUNCATED;
+        atomic_fetch_add_explicit(c->truncated, 1, memory_order_relaxed);
+    }
+    publish(s, f, n, st, flags);
+    atomic_fetch_add_explicit(c->ions, (uint64_t)n, memory_order_relaxed);
+    atomic_fetch_add_explicit(c->converged, st->n_converged, memory_order_relaxed);
+    atomic_fetch_add_explicit(c->failed, st->n_failed, memory_order_relaxed);
+    rtd_hist_record(c->pipeline, st->t_total_ns);
+}
+
 /* Analyse one frame taken from the group; the caller gives it back. */
 static void process(struct fits_state *s, const struct rtd_frame *f)
 {
@@ -141,36 +221,169 @@ static void process(struct fits_state *s, const struct rtd_frame *f)
     int n = 0;
     atomic_store_explicit(c->cur_frame, h->frame_id, memory_order_relaxed);
     atomic_store_explicit(c->cur_seq, h->seq, memory_order_relaxed);
-    /* u16 mono frames (pixfmt 0 = opaque, trusted when the size matches). */
-    const uint64_t need = (uint64_t)h->width * h->height * 2u;
-    const uint32_t cap = rtd_ring_header(s->frames)->slot_payload;
-    if (h->width == 0 || h->height == 0 || need > h->len || need > cap || h->width > 65535 ||
-        h->height > 65535 || h->pixfmt > 2) {
+    if (!frame_ok(s, h)) {
         flags |= RTD_RES_F_SKIPPED;
-        atomic_fetch_add_explicit(c->skipped, 1, memory_order_relaxed);
     } else {
         n = rtd_pipe_process(s->pipe, (const uint16_t *)(const void *)f->data, (int)h->width,
                              (int)h->height, h->width, h->frame_id, s->ions, s->max_ions, &st);
         if (n < 0) {
             flags |= RTD_RES_F_SKIPPED;
-            atomic_fetch_add_explicit(c->skipped, 1, memory_order_relaxed);
             n = 0;
         }
     }
-    if (h->flags & RTD_FRAME_PARTIAL) {
-        flags |= RTD_RES_F_PARTIAL;
-        atomic_fetch_add_explicit(c->partial, 1, memory_order_relaxed);
-    }
-    if (st.truncated) {
-        flags |= RTD_RES_F_TRUNCATED;
-        atomic_fetch_add_explicit(c->truncated, 1, memory_order_relaxed);
-    }
-    publish(s, f, n, &st, flags);
-    atomic_fetch_add_explicit(c->ions, (uint64_t)n, memory_order_relaxed);
-    atomic_fetch_add_explicit(c->converged, st.n_converged, memory_order_relaxed);
-    atomic_fetch_add_explicit(c->failed, st.n_failed, memory_order_relaxed);
-    rtd_hist_record(c->pipeline, st.t_total_ns);
+    finish(s, f, n, &st, flags);
     atomic_fetch_add_explicit(c->busy_ns, rtd_now_ns() - t0, memory_order_relaxed);
+}
+
+/* ---- --backend cuda: streaming through proc/cuda ------------------------------------ */
+
+/* Publish a frame held by member m, then give it back to the group. */
+static void cuda_release(struct fits_state *s, int m, const struct rtd_frame *f, int n,
+                         const struct rtd_pipe_frame_stats *st, uint32_t flags)
+{
+    finish(s, f, n, st, flags);
+    rtd_group_done(s->members[m], f);
+    s->busy[m] = 0;
+    atomic_fetch_add_explicit(s->w->c.processed, 1, memory_order_relaxed);
+}
+
+/* A CUDA call failed: every queued frame is published as skipped, the context rebuilt later. */
+static void cuda_fail(struct fits_state *s, int rc)
+{
+    rtd_log(RTD_LOG_ERR, "cuda pipeline: %s; %d queued frame(s) skipped", strerror(-rc), s->q_n);
+    struct rtd_pipe_frame_stats st;
+    memset(&st, 0, sizeof st);
+    while (s->q_n > 0) {
+        const struct cuda_held *e = &s->q[s->q_head];
+        s->q_head = (s->q_head + 1) % CUDA_MAX_MEMBERS;
+        s->q_n--;
+        cuda_release(s, e->member, &e->f, 0, &st, RTD_RES_F_SKIPPED);
+    }
+    rtd_cuda_pipe_destroy(s->cpipe);
+    s->cpipe = NULL;
+}
+
+/* Results that are ready (wait = 0), the oldest one (1), or all (2). Returns how many. */
+static int cuda_collect(struct fits_state *s, int wait)
+{
+    const struct proc_counters *c = &s->w->c;
+    int done = 0;
+    while (s->q_n > 0 && s->cpipe) {
+        struct rtd_cuda_frame_result res;
+        struct rtd_pipe_frame_stats st;
+        memset(&st, 0, sizeof st);
+        int rc = rtd_cuda_pipe_poll(s->cpipe, &res, s->ions, s->max_ions, &st,
+                                    wait == 2 || (wait == 1 && done == 0));
+        if (rc < 0) {
+            cuda_fail(s, rc);
+            break;
+        }
+        if (rc == 0)
+            break;
+        const uint64_t t0 = rtd_now_ns();
+        const struct cuda_held *e = &s->q[s->q_head];
+        s->q_head = (s->q_head + 1) % CUDA_MAX_MEMBERS;
+        s->q_n--;
+        if (res.t_launch_ns >= res.t_submit_ns)
+            rtd_hist_record(c->batch, res.t_launch_ns - res.t_submit_ns);
+        int n = res.n_ions < 0 ? 0 : res.n_ions;
+        cuda_release(s, e->member, &e->f, n, &st, 0);
+        atomic_fetch_add_explicit(c->busy_ns, rtd_now_ns() - t0, memory_order_relaxed);
+        done++;
+    }
+    return done;
+}
+
+static void cuda_drain(struct fits_state *s)
+{
+    if (s->cpipe && s->q_n > 0) {
+        rtd_cuda_pipe_flush(s->cpipe);
+        cuda_collect(s, 2);
+    }
+}
+
+/* A frame member m just took: submit it (or publish it skipped at once). */
+static void cuda_take(struct fits_state *s, int m, const struct rtd_frame *f)
+{
+    const struct proc_counters *c = &s->w->c;
+    const struct rtd_frame_hdr *h = f->hdr;
+    const uint64_t t0 = rtd_now_ns();
+    struct rtd_pipe_frame_stats st;
+    memset(&st, 0, sizeof st);
+    s->busy[m] = 1;
+    atomic_store_explicit(c->cur_frame, h->frame_id, memory_order_relaxed);
+    atomic_store_explicit(c->cur_seq, h->seq, memory_order_relaxed);
+    if (!frame_ok(s, h)) {
+        cuda_release(s, m, f, 0, &st, RTD_RES_F_SKIPPED);
+        return;
+    }
+    /* The GPU context is made for one frame size: drain and rebuild when it changes. */
+    if (s->cpipe && (s->cw != (int)h->width || s->ch != (int)h->height)) {
+        cuda_drain(s);
+        rtd_cuda_pipe_destroy(s->cpipe);
+        s->cpipe = NULL;
+    }
+    if (!s->cpipe) {
+        struct rtd_cuda_pipe_opts po;
+        rtd_cuda_pipe_opts_default(&po);
+        po.batch_frames = s->o->cuda_batch;
+        po.n_inflight = (s->n_members + po.batch_frames - 1) / po.batch_frames;
+        if (po.n_inflight < 2)
+            po.n_inflight = 2;
+        po.max_wait_ns = s->o->cuda_wait_ns;
+        int rc = rtd_cuda_pipe_create(&s->cpipe, &s->o->pipe, (int)h->width, (int)h->height, &po);
+        if (rc < 0) {
+            s->cpipe = NULL;
+            if (!s->cuda_broken)
+                rtd_log(RTD_LOG_ERR, "cuda pipeline for %ux%u frames: %s; skipping frames",
+                        h->width, h->height, strerror(-rc));
+            s->cuda_broken = 1;
+            cuda_release(s, m, f, 0, &st, RTD_RES_F_SKIPPED);
+            return;
+        }
+        s->cuda_broken = 0;
+        s->cw = (int)h->width;
+        s->ch = (int)h->height;
+    }
+    int rc;
+    while ((rc = rtd_cuda_pipe_submit(s->cpipe, (const uint16_t *)(const void *)f->data, h->width,
+                                      h->frame_id)) == -EAGAIN &&
+           s->q_n > 0)
+        cuda_collect(s, 1);
+    if (rc < 0) {
+        cuda_fail(s, rc);
+        cuda_release(s, m, f, 0, &st, RTD_RES_F_SKIPPED);
+        return;
+    }
+    const int tail = (s->q_head + s->q_n) % CUDA_MAX_MEMBERS;
+    s->q[tail] = (struct cuda_held){.member = m, .f = *f};
+    s->q_n++;
+    atomic_fetch_add_explicit(c->busy_ns, rtd_now_ns() - t0, memory_order_relaxed);
+}
+
+/*
+ * One turn of the GPU loop: results that are ready, then as many new frames as
+ * there are free members. 1 when something happened, 0 when idle, -errno when
+ * the group failed.
+ */
+static int cuda_step(struct fits_state *s)
+{
+    int did = cuda_collect(s, 0);
+    if (s->q_n == s->n_members && s->q_n > 0)
+        did += cuda_collect(s, 1);
+    for (int m = 0; m < s->n_members; m++) {
+        if (s->busy[m])
+            continue;
+        struct rtd_frame f;
+        int rc = rtd_group_take(s->members[m], &f);
+        if (rc == -EAGAIN)
+            break;
+        if (rc < 0)
+            return rc;
+        cuda_take(s, m, &f);
+        did++;
+    }
+    return did > 0 || s->q_n > 0;
 }
 
 int proc_worker_fits(const struct proc_opts *o, struct proc_worker *w)
@@ -191,9 +404,11 @@ int proc_worker_fits(const struct proc_opts *o, struct proc_worker *w)
     int rt = rtd_realtime_setup(o->fifo, o->mlock);
     atomic_store_explicit(c->rt, (uint64_t)rt, memory_order_relaxed);
 
+    atomic_store_explicit(c->backend_cuda, o->backend == PROC_BACKEND_CUDA, memory_order_relaxed);
     s.max_ions = o->pipe.max_ions;
     s.ions = calloc((size_t)s.max_ions, sizeof *s.ions);
-    int rc = rtd_pipe_create(&s.pipe, &o->pipe, 512, 512);
+    /* The GPU context is made on the first frame, for its size. */
+    int rc = o->backend == PROC_BACKEND_CUDA ? 0 : rtd_pipe_create(&s.pipe, &o->pipe, 512, 512);
     if (!s.ions || rc < 0) {
         rtd_log(RTD_LOG_ERR, "pipeline: %s", strerror(rc < 0 ? -rc : ENOMEM));
         goto out;
@@ -203,8 +418,9 @@ int proc_worker_fits(const struct proc_opts *o, struct proc_worker *w)
         rtd_log(RTD_LOG_ERR, "results ring %s: %s", w->ring_name, strerror(-rc));
         goto out;
     }
+    rtd_log(RTD_LOG_INFO, "backend %s", o->backend == PROC_BACKEND_CUDA ? "cuda" : "cpu");
     rtd_stats_set_status(w->stats, "waiting for the frames ring");
-    uint64_t last_beat = 0, last_try = 0;
+    uint64_t last_beat = 0, last_try = 0, last_work = 0;
     int logged_wait = 0;
     while (!proc_stop) {
         const uint64_t now = rtd_now_ns();
@@ -232,6 +448,20 @@ int proc_worker_fits(const struct proc_opts *o, struct proc_worker *w)
             if (!s.frames) {
                 struct timespec ts = {0, 10 * 1000 * 1000};
                 nanosleep(&ts, NULL);
+            }
+            continue;
+        }
+        if (o->backend == PROC_BACKEND_CUDA) {
+            rc = cuda_step(&s);
+            if (rc < 0) {
+                rtd_log(RTD_LOG_ERR, "take from ring %s: %s; re-attaching", o->frames_ring,
+                        strerror(-rc));
+                detach_frames(&s);
+            } else if (rc > 0) {
+                last_work = rtd_now_ns();
+            } else if (rtd_now_ns() - last_work > (uint64_t)o->poll_us * 1000u) {
+                /* Idle with nothing on the GPU: sleep like the CPU loop. */
+                rtd_group_wait(s.group, 20 * 1000 * 1000);
             }
             continue;
         }
@@ -271,6 +501,7 @@ out:
     if (s.results)
         rtd_ring_close(s.results);
     rtd_pipe_destroy(s.pipe);
+    rtd_cuda_pipe_destroy(s.cpipe);
     free(s.ions);
     return ret;
 }

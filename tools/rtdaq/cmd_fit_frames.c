@@ -4,6 +4,8 @@
  * camera frames, [frame, row, col] little-endian uint16, and write one row of
  * float64 per detected ion (columns in RTD_FF_COLUMNS, documented in
  * docs/proc.md). The file is mapped, not read, so recordings of any length work.
+ * --backend cuda|auto swaps in the GPU twin of the pipeline (proc/cuda), one
+ * frame per call, so both backends are compared on the same files.
  */
 #include "rtdaq_cli.h"
 
@@ -21,6 +23,13 @@
 
 #include "rtd_pipeline.h"
 #include "rtd_util.h"
+
+#if __has_include("rtd_fit_cuda.h")
+#include "rtd_fit_cuda.h"
+#define HAVE_CUDA_API 1
+#else
+#define HAVE_CUDA_API 0
+#endif
 
 /* Output columns, one float64 each, in this order. */
 #define RTD_FF_NCOLS 18
@@ -44,6 +53,7 @@ static const char ff_usage[] =
     "  --estimator lse|mle  fit estimator (default lse)\n"
     "  --bin 1|2            detect on 2x2-binned pixels (default) or full pixels\n"
     "  --no-deblend         do not refit overlapping ions with neighbours subtracted\n"
+    "  --backend cpu|cuda|auto  auto = CUDA when a device is usable, else CPU (default cpu)\n"
     "  --columns            print the output column names and exit\n"
     "  --json               one summary line: frames, detections, ms_per_frame, ...\n";
 
@@ -126,7 +136,8 @@ int rtd_cmd_fit_frames(int argc, char **argv)
         O_COLS,
         O_JSON,
         O_HELP,
-        O_BIN
+        O_BIN,
+        O_BACKEND
     };
     static const struct option opts[] = {{"in", required_argument, 0, O_IN},
                                          {"width", required_argument, 0, O_W},
@@ -148,10 +159,11 @@ int rtd_cmd_fit_frames(int argc, char **argv)
                                          {"json", no_argument, 0, O_JSON},
                                          {"help", no_argument, 0, O_HELP},
                                          {"bin", required_argument, 0, O_BIN},
+                                         {"backend", required_argument, 0, O_BACKEND},
                                          {0, 0, 0, 0}};
     const char *in = NULL, *out = NULL;
     long width = 0, height = 0, count = -1, first = 0;
-    int json = 0;
+    int json = 0, backend = 0; /* 0 cpu, 1 cuda, 2 auto */
     enum rtd_pipe_analysis an = RTD_PIPE_STATIC;
     /* Options are applied after the analysis is known (its defaults come first). */
     const char *o_thr = NULL, *o_k = NULL, *o_rad = NULL, *o_roi = NULL, *o_blur = NULL,
@@ -228,6 +240,19 @@ int rtd_cmd_fit_frames(int argc, char **argv)
             break;
         case O_NODB:
             nodb = 1;
+            break;
+        case O_BACKEND:
+            if (!strcmp(optarg, "cpu")) {
+                backend = 0;
+            } else if (!strcmp(optarg, "cuda")) {
+                backend = 1;
+            } else if (!strcmp(optarg, "auto")) {
+                backend = 2;
+            } else {
+                fprintf(stderr, "rtdaq fit-frames: --backend '%s': expected cpu, cuda or auto\n",
+                        optarg);
+                return RTD_EXIT_USAGE;
+            }
             break;
         case O_COLS:
             for (int i = 0; i < RTD_FF_NCOLS; i++)
@@ -345,6 +370,30 @@ int rtd_cmd_fit_frames(int argc, char **argv)
         return RTD_EXIT_USAGE;
     }
 
+    /* Backend: decided before the input is opened, so a missing GPU fails fast. */
+    const char *backend_name = "cpu";
+    char cuda_why[256] = "";
+    if (backend != 0) {
+#if HAVE_CUDA_API
+        int ok = rtd_fit_cuda_available(cuda_why, sizeof cuda_why);
+#else
+        int ok = 0;
+        snprintf(cuda_why, sizeof cuda_why, "this build has no CUDA backend (proc/cuda)");
+#endif
+        if (ok > 0) {
+            backend_name = "cuda";
+        } else if (backend == 1) {
+            fprintf(stderr, "rtdaq fit-frames: --backend cuda: no usable CUDA device: %s\n",
+                    cuda_why);
+            return RTD_EXIT_USAGE;
+        }
+    }
+    const int use_cuda = !strcmp(backend_name, "cuda");
+    if (backend == 2 && use_cuda)
+        fprintf(stderr, "rtdaq fit-frames: backend cuda (%s)\n", cuda_why);
+    else if (backend == 2)
+        fprintf(stderr, "rtdaq fit-frames: backend cpu (CUDA not usable: %s)\n", cuda_why);
+
     /* The input: size must be a whole number of frames, and hold the frames asked for. */
     int fd = open(in, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -399,6 +448,9 @@ int rtd_cmd_fit_frames(int argc, char **argv)
 
     int ret = RTD_EXIT_FAIL;
     struct rtd_pipe *p = NULL;
+#if HAVE_CUDA_API
+    struct rtd_cuda_pipe *cp = NULL;
+#endif
     FILE *fo = NULL;
     struct rtd_pipe_ion *ions = malloc(sizeof *ions * (size_t)cfg.max_ions);
     uint64_t *ft = malloc(sizeof *ft * (size_t)count);
@@ -406,9 +458,15 @@ int rtd_cmd_fit_frames(int argc, char **argv)
         fprintf(stderr, "rtdaq fit-frames: out of memory\n");
         goto out;
     }
-    int rc = rtd_pipe_create(&p, &cfg, (int)width, (int)height);
+    int rc;
+#if HAVE_CUDA_API
+    if (use_cuda)
+        rc = rtd_cuda_pipe_create(&cp, &cfg, (int)width, (int)height, NULL);
+    else
+#endif
+        rc = rtd_pipe_create(&p, &cfg, (int)width, (int)height);
     if (rc < 0) {
-        fprintf(stderr, "rtdaq fit-frames: pipeline: %s\n", strerror(-rc));
+        fprintf(stderr, "rtdaq fit-frames: %s pipeline: %s\n", backend_name, strerror(-rc));
         goto out;
     }
     if (out && !(fo = fopen(out, "wb"))) {
@@ -420,7 +478,14 @@ int rtd_cmd_fit_frames(int argc, char **argv)
         const uint64_t fid = (uint64_t)(first + f);
         const uint16_t *img = frames + fid * (uint64_t)width * (uint64_t)height;
         struct rtd_pipe_frame_stats st;
-        int n = rtd_pipe_process(p, img, (int)width, (int)height, (size_t)width, fid, ions,
+        int n;
+#if HAVE_CUDA_API
+        if (cp)
+            n = rtd_cuda_pipe_process(cp, img, (int)width, (int)height, (size_t)width, fid, ions,
+                                      cfg.max_ions, &st);
+        else
+#endif
+            n = rtd_pipe_process(p, img, (int)width, (int)height, (size_t)width, fid, ions,
                                  cfg.max_ions, &st);
         if (n < 0) {
             fprintf(stderr, "rtdaq fit-frames: %s: frame %" PRIu64 ": %s\n", in, fid, strerror(-n));
@@ -461,18 +526,22 @@ int rtd_cmd_fit_frames(int argc, char **argv)
         printf("{\"frames\":%ld,\"detections\":%" PRIu64 ",\"converged\":%" PRIu64
                ",\"duplicates\":%" PRIu64 ",\"edge\":%" PRIu64 ",\"overlap\":%" PRIu64
                ",\"ms_per_frame\":%.6f,\"us_per_frame_median\":%.3f,\"us_per_frame_p99\":%.3f,"
-               "\"analysis\":\"%s\",\"columns\":%d}\n",
+               "\"analysis\":\"%s\",\"columns\":%d,\"backend\":\"%s\"}\n",
                count, detections, converged, dups, edge, overlap, ms, med_us, p99_us,
-               rtd_pipe_analysis_name(an), RTD_FF_NCOLS);
+               rtd_pipe_analysis_name(an), RTD_FF_NCOLS, backend_name);
     else
         printf("%ld frames, %" PRIu64 " detections (%" PRIu64 " converged, %" PRIu64
-               " duplicates dropped), %.3f ms/frame (median %.1f us)%s%s\n",
-               count, detections, converged, dups, ms, med_us, out ? " -> " : "", out ? out : "");
+               " duplicates dropped), %.3f ms/frame (median %.1f us) on %s%s%s\n",
+               count, detections, converged, dups, ms, med_us, backend_name, out ? " -> " : "",
+               out ? out : "");
     ret = RTD_EXIT_OK;
 out:
     if (fo)
         fclose(fo);
     rtd_pipe_destroy(p);
+#if HAVE_CUDA_API
+    rtd_cuda_pipe_destroy(cp);
+#endif
     free(ions);
     free(ft);
     munmap((void *)(uintptr_t)frames, size);
