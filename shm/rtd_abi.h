@@ -66,6 +66,9 @@
 
 #define RTD_MAGIC_RING  0x474e495251414454ull /* "TDAQRING" little-endian */
 #define RTD_MAGIC_STATS 0x5354415451414454ull /* "TDAQTATS" little-endian */
+/* Low 32 bits shared by every rtdaq segment's magic ("TDAQ"): other modules' segments may use it.
+ */
+#define RTD_MAGIC_FAMILY 0x51414454u
 
 enum { RTD_SEG_RING = 1, RTD_SEG_STATS = 2 };
 
@@ -322,7 +325,7 @@ struct rtd_ring_hdr {
 
     /* Line 3: the producer's line (one writer: the producer). */
     alignas(RTD_CACHE_LINE) _Atomic uint64_t published; /* frames: slots; packets: bytes */
-    uint64_t reserved_claimed; /* was `claimed` before it moved to its own line */
+    uint64_t reserved_claimed;          /* was `claimed` before it moved to its own line */
     _Atomic uint64_t published_records; /* records (frames) made visible so far */
     _Atomic uint64_t dropped;           /* records refused under RTD_OVERFLOW_DROP_NEWEST */
     _Atomic uint64_t full;              /* times the producer found the ring full */

@@ -39,6 +39,12 @@ int rtd_shm_name(char *out, size_t cap, const char *instance, const char *ring);
 /* Call fn for every segment of an instance found in /dev/shm (ring is the part after the instance).
  */
 int rtd_shm_list(const char *instance, void (*fn)(const char *ring, void *arg), void *arg);
+/*
+ * Read a segment's identity block (any rtdaq segment: ring, stats, or another
+ * module's segment that opens with the same 64 bytes). 0, -ENOENT, -EAGAIN
+ * (empty), -EBADMSG (shorter than the block), -EPROTO (not an rtdaq magic).
+ */
+int rtd_shm_identity(const char *instance, const char *ring, struct rtd_seg_hdr *out);
 /* 1 if the process exists and is not a zombie (liveness of creators, consumers, members). */
 int rtd_shm_pid_alive(int32_t pid);
 /* Remove every segment of an instance whose creator is dead (or all with force). Count removed or

@@ -141,10 +141,28 @@ static pid_t seg_creator(int fd)
     struct rtd_seg_hdr h;
     if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
         return 0;
-    /* 0x424c...: "TDAQCTLB", the control block of ctl/rtd_ctlblock.h (same identity block). */
-    if (h.magic != RTD_MAGIC_RING && h.magic != RTD_MAGIC_STATS && h.magic != 0x424c544351414454ull)
+    /* Any rtdaq segment ("TDAQ...": rings, stats, ctl's control block) has this identity block. */
+    if ((h.magic & 0xffffffffu) != RTD_MAGIC_FAMILY)
         return 0;
     return h.creator_pid;
+}
+
+int rtd_shm_identity(const char *instance, const char *ring, struct rtd_seg_hdr *out)
+{
+    char name[RTD_SHM_NAME_MAX];
+    int rc = rtd_shm_name(name, sizeof name, instance, ring);
+    if (rc)
+        return rc;
+    int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = pread(fd, out, sizeof *out, 0);
+    close(fd);
+    if (n == 0)
+        return -EAGAIN;
+    if (n != (ssize_t)sizeof *out)
+        return -EBADMSG;
+    return (out->magic & 0xffffffffu) == RTD_MAGIC_FAMILY ? 0 : -EPROTO;
 }
 
 static bool warned_mlock;

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,6 +254,27 @@ static json_t *stats_json(const struct rtd_stats_view *v, uint64_t now)
     return o;
 }
 
+/* An rtdaq segment that is neither a ring nor stats (e.g. ctl's control block): list it. */
+static bool is_foreign(const char *instance, const char *name, json_t *others, uint64_t now)
+{
+    struct rtd_seg_hdr id;
+    if (rtd_shm_identity(instance, name, &id) != 0 || id.magic == RTD_MAGIC_RING ||
+        id.magic == RTD_MAGIC_STATS)
+        return false;
+    char tag[9];
+    memcpy(tag, &id.magic, 8);
+    tag[8] = 0;
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(name));
+    json_object_set_new(o, "magic", json_string(tag));
+    json_object_set_new(o, "seg_bytes", json_integer((json_int_t)id.seg_bytes));
+    json_object_set_new(o, "creator_pid", json_integer(id.creator_pid));
+    json_object_set_new(o, "creator_alive", json_boolean(rtd_shm_pid_alive(id.creator_pid)));
+    json_object_set_new(o, "age_s", json_real(age_ms(now, id.created_mono_ns) / 1e3));
+    json_array_append_new(others, o);
+    return true;
+}
+
 static const char *attach_error(int rc)
 {
     switch (rc) {
@@ -293,7 +315,8 @@ static void print_text(json_t *root)
     printf("instance %s\n", js(root, "instance"));
     json_t *rings = json_object_get(root, "rings"), *procs = json_object_get(root, "processes");
     json_t *errs = json_object_get(root, "errors");
-    if (!json_array_size(rings) && !json_array_size(procs) && !json_array_size(errs)) {
+    if (!json_array_size(rings) && !json_array_size(procs) && !json_array_size(errs) &&
+        !json_array_size(json_object_get(root, "other_segments"))) {
         printf("  nothing: no rings or stats segments for this instance in /dev/shm\n");
         return;
     }
@@ -356,6 +379,9 @@ static void print_text(json_t *root)
                    js(c, "label"), ji(c, "count"), ji(c, "p50_ns"), ji(c, "p99_ns"),
                    ji(c, "p999_ns"), ji(c, "max_ns"));
     }
+    json_array_foreach(json_object_get(root, "other_segments"), i, p)
+        printf("\nsegment %s: %s, %lld B, creator pid %lld (%s)\n", js(p, "name"), js(p, "magic"),
+               ji(p, "seg_bytes"), ji(p, "creator_pid"), yn(json_object_get(p, "creator_alive")));
     json_array_foreach(errs, i, p) printf("\nsegment %s: %s\n", js(p, "segment"), js(p, "error"));
 }
 
@@ -405,7 +431,7 @@ int rtd_cmd_stat(int argc, char **argv)
 
     uint64_t now = rtd_now_ns();
     json_t *root = json_object(), *rings = json_array(), *procs = json_array(),
-           *errs = json_array();
+           *errs = json_array(), *others = json_array();
     json_object_set_new(root, "instance", json_string(instance));
     for (int i = 0; i < segs.n; i++) {
         const char *name = segs.names[i];
@@ -417,6 +443,8 @@ int rtd_cmd_stat(int argc, char **argv)
                 json_array_append_new(procs, stats_json(v, now));
                 rtd_stats_view_close(v);
             }
+        } else if (is_foreign(instance, name, others, now)) {
+            err = 0;
         } else {
             struct rtd_ring *r;
             err = rtd_ring_attach_readonly(&r, instance, name);
@@ -434,6 +462,7 @@ int rtd_cmd_stat(int argc, char **argv)
     }
     json_object_set_new(root, "rings", rings);
     json_object_set_new(root, "processes", procs);
+    json_object_set_new(root, "other_segments", others);
     json_object_set_new(root, "errors", errs);
     if (json) {
         char *s = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(6));
