@@ -298,6 +298,8 @@ void rtd_group_done(struct rtd_group *gh, const struct rtd_frame *f)
         return;
     atomic_store_explicit(&gh->m->holding, RTD_GROUP_NONE, memory_order_seq_cst);
     gh->held = RTD_GROUP_NONE;
+    /* The group's frames done, shown by rtdaq stat as the shared cursor's `consumed`. */
+    atomic_fetch_add_explicit(&gh->cs->consumed, 1, memory_order_relaxed);
     advance_cursor(gh);
 }
 
