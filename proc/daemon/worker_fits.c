@@ -345,13 +345,18 @@ static void cuda_take(struct fits_state *s, int m, const struct rtd_frame *f)
         s->cw = (int)h->width;
         s->ch = (int)h->height;
     }
-    int rc;
-    while ((rc = rtd_cuda_pipe_submit(s->cpipe, (const uint16_t *)(const void *)f->data, h->width,
-                                      h->frame_id)) == -EAGAIN &&
-           s->q_n > 0)
+    /* All batch buffers in flight: wait for the oldest result (its failure drops the context). */
+    int rc = -EIO;
+    while (s->cpipe) {
+        rc = rtd_cuda_pipe_submit(s->cpipe, (const uint16_t *)(const void *)f->data, h->width,
+                                  h->frame_id);
+        if (rc != -EAGAIN || s->q_n == 0)
+            break;
         cuda_collect(s, 1);
-    if (rc < 0) {
-        cuda_fail(s, rc);
+    }
+    if (rc < 0 || !s->cpipe) {
+        if (s->cpipe)
+            cuda_fail(s, rc);
         cuda_release(s, m, f, 0, &st, RTD_RES_F_SKIPPED);
         return;
     }
