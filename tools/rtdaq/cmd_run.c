@@ -59,6 +59,7 @@ struct run_opts {
     const char *workers;
     double rate;
     double frames;
+    int frame_slots;
     int ions;
     int sim_clients;
     double sim_rate;
@@ -333,6 +334,7 @@ static const char run_usage[] =
     "  --rate HZ            synthetic camera frame rate (default 10000)\n"
     "  --ions N             ions per synthetic frame (default 10)\n"
     "  --frames N           stop the camera after N frames (the rest keeps running)\n"
+    "  --frame-slots N      frame ring slots, a power of two (default 1024: ~100 ms at 10 kHz)\n"
     "  --sim-clients N      simulated sensor clients (default 16; --no-sim for none)\n"
     "  --sim-rate HZ        packets/s per client (default 1000)\n"
     "  --sim-batch B        packets per write (default 10)\n"
@@ -362,6 +364,7 @@ static const struct option run_long[] = {{"instance", required_argument, 0, 'I'}
                                          {"quiet", no_argument, 0, 'q'},
                                          {"watchdog", required_argument, 0, 'W'},
                                          {"frames", required_argument, 0, 'N'},
+                                         {"frame-slots", required_argument, 0, 'S'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
 
@@ -440,6 +443,13 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
         case 'N':
             if (parse_num(key, optarg, 0, 1e15, &o->frames))
                 return -EINVAL;
+            break;
+        case 'S':
+            if (parse_num(key, optarg, 2, 65536, &d) || ((int)d & ((int)d - 1))) {
+                fprintf(stderr, "rtdaq run: --frame-slots: want a power of two in [2, 65536]\n");
+                return -EINVAL;
+            }
+            o->frame_slots = (int)d;
             break;
         case 'n':
             o->no_sim = 1;
@@ -525,6 +535,12 @@ static int children_init(struct child *ch, const struct run_opts *o, const char 
             child_arg(c, "--instance=%s", instance);
     }
     child_arg(&ch[CH_ACQ], "--source=synthetic");
+    /* The ingest loop owns core 0 and the fit workers start at core 1 (rtdaq-proc's default).
+     * 1024 slots hold ~100 ms of 10 kHz frames: a VM's ms-long preemptions of a worker are
+     * absorbed instead of dropped. */
+    if (rtd_cpu_count() >= 2)
+        child_arg(&ch[CH_ACQ], "--cpu=0");
+    child_arg(&ch[CH_ACQ], "--frame-slots=%d", o->frame_slots);
     child_arg(&ch[CH_ACQ], "--synthetic-rate=%g", o->rate);
     child_arg(&ch[CH_ACQ], "--ions=%d", o->ions);
     child_arg(&ch[CH_ACQ], "--packet-port=%d", o->packet_port);
