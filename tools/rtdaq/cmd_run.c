@@ -395,7 +395,8 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
                            .pub = "tcp://127.0.0.1:5556",
                            .ctl = "tcp://127.0.0.1:5557",
                            .mode = "both",
-                           .watchdog_s = 10};
+                           .watchdog_s = 10,
+                           .frame_slots = 1024};
     int c;
     double d;
     optind = 1;
