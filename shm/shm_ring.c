@@ -81,6 +81,13 @@ static int ring_geometry(const struct rtd_ring_config *cfg, uint64_t *seg_bytes,
         return -EINVAL;
     }
     *seg_bytes = *data_off + *data_bytes;
+    /*
+     * Packet rings end with a zero guard of one maximal record: a monitor that
+     * reads a record in place while it is overwritten may see any length, and
+     * must not fault before rtd_pkt_valid() tells it to discard the read.
+     */
+    if (cfg->kind == RTD_RING_PACKET)
+        *seg_bytes += round_up(sizeof(struct rtd_pkt_hdr) + RTD_PKT_MAX_PAYLOAD, RTD_PAGE_ALIGN);
     return 0;
 }
 

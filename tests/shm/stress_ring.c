@@ -111,17 +111,19 @@ static void fill(uint64_t *p, uint64_t seq, uint32_t len)
 /* Monitors read bytes the producer may be rewriting; rtd_pkt_valid() decides afterwards. */
 NO_TSAN static int check(const struct rtd_pkt_hdr *h, uint64_t *seq_out, bool *is_end)
 {
-    *is_end = h->type == TYPE_END;
+    /* Read the header once: a monitor's record may change under it (then valid() says so). */
+    struct rtd_pkt_hdr v = *h;
+    *is_end = v.type == TYPE_END;
     const uint64_t *p = rtd_pkt_payload(h);
-    uint32_t n = h->len / 8;
+    uint32_t n = v.len / 8;
     *seq_out = UINT64_MAX;
-    if (h->len < 16 || h->len % 8)
+    if (v.len < 16 || v.len > 64 || v.len % 8)
         return -1;
     uint64_t sum = 0;
     for (uint32_t i = 0; i + 1 < n; i++)
         sum = sum * 31 + p[i];
     *seq_out = p[0];
-    return sum == p[n - 1] && p[0] == h->seq ? 0 : -1;
+    return sum == p[n - 1] && p[0] == v.seq ? 0 : -1;
 }
 
 #define FAIL(...)                                                                                  \

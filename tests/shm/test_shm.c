@@ -139,6 +139,14 @@ Test(names, instance_defaults_to_env_then_default)
 
 /* ---- attach errors --------------------------------------------------------------- */
 
+/* Size of the 4 KiB packet ring the fake segments describe. */
+static size_t fake_len(void)
+{
+    struct rtd_ring_config cfg = {
+        .kind = RTD_RING_PACKET, .data_bytes = 4096, .overflow = RTD_OVERFLOW_BLOCK};
+    return rtd_ring_memsize(&cfg);
+}
+
 /* Write a fake ring segment: a valid header from a real ring, then one field spoiled. */
 static void write_fake(const char *ring, size_t file_len, void (*spoil)(struct rtd_ring_hdr *))
 {
@@ -153,7 +161,7 @@ static void write_fake(const char *ring, size_t file_len, void (*spoil)(struct r
     h.overflow = RTD_OVERFLOW_BLOCK;
     h.data_bytes = 4096;
     h.data_off = RTD_RING_HDR_BYTES;
-    h.seg_bytes = RTD_RING_HDR_BYTES + 4096;
+    h.seg_bytes = fake_len();
     h.hdr_bytes = RTD_RING_HDR_BYTES;
     h.creator_pid = getpid();
     atomic_store(&h.state, RTD_STATE_READY);
@@ -193,16 +201,16 @@ Test(attach, missing_segment_is_enoent)
 Test(attach, bad_magic_is_eproto)
 {
     struct rtd_ring *r;
-    write_fake("m", RTD_RING_HDR_BYTES + 4096, spoil_magic);
+    write_fake("m", fake_len(), spoil_magic);
     cr_assert_eq(rtd_ring_attach(&r, inst, "m"), -EPROTO);
 }
 
 Test(attach, major_mismatch_is_eproto_but_newer_minor_is_accepted)
 {
     struct rtd_ring *r;
-    write_fake("maj", RTD_RING_HDR_BYTES + 4096, spoil_major);
+    write_fake("maj", fake_len(), spoil_major);
     cr_assert_eq(rtd_ring_attach(&r, inst, "maj"), -EPROTO);
-    write_fake("min", RTD_RING_HDR_BYTES + 4096, spoil_minor);
+    write_fake("min", fake_len(), spoil_minor);
     cr_assert_eq(rtd_ring_attach(&r, inst, "min"), 0);
     rtd_ring_close(r);
 }
@@ -210,7 +218,7 @@ Test(attach, major_mismatch_is_eproto_but_newer_minor_is_accepted)
 Test(attach, short_segment_is_ebadmsg)
 {
     struct rtd_ring *r;
-    write_fake("short", RTD_RING_HDR_BYTES, NULL); /* says 8192+4096, is 8192 */
+    write_fake("short", RTD_RING_HDR_BYTES, NULL); /* its header says more than the file holds */
     cr_assert_eq(rtd_ring_attach(&r, inst, "short"), -EBADMSG);
     write_fake("tiny", 40, NULL);
     cr_assert_eq(rtd_ring_attach(&r, inst, "tiny"), -EBADMSG);
@@ -219,7 +227,7 @@ Test(attach, short_segment_is_ebadmsg)
 Test(attach, not_ready_is_eagain)
 {
     struct rtd_ring *r;
-    write_fake("init", RTD_RING_HDR_BYTES + 4096, spoil_state);
+    write_fake("init", fake_len(), spoil_state);
     cr_assert_eq(rtd_ring_attach(&r, inst, "init"), -EAGAIN);
     write_fake("empty", 0, NULL);
     cr_assert_eq(rtd_ring_attach(&r, inst, "empty"), -EAGAIN);
