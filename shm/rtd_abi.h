@@ -62,7 +62,7 @@
 #include <stdint.h>
 #include <stdatomic.h>
 
-#define RTD_ABI_MAJOR 1
+#define RTD_ABI_MAJOR 2 /* 2: claimed on its own line, packet-ring tail guard */
 #define RTD_ABI_MINOR 0
 
 #define RTD_MAGIC_RING  0x474e495251414454ull /* "TDAQRING" little-endian */
