@@ -777,11 +777,17 @@ int main(int argc, char **argv)
         return 0;
     if (rc < 0)
         return 2;
+    o.instance = rtd_instance_name(o.instance);
+    char segname[128];
+    if (rtd_shm_name(segname, sizeof segname, o.instance, "stats.proc")) {
+        fprintf(stderr, "rtdaq-proc: --instance '%s': invalid name ([A-Za-z0-9_-], 1..%d)\n",
+                o.instance, RTD_INSTANCE_MAX);
+        return 2;
+    }
     if (check_only || rtd_config_check_only()) {
         printf("config ok\n");
         return 0;
     }
-    o.instance = rtd_instance_name(o.instance);
     char cuda_why[256] = "";
     if ((o.mode & PROC_ROLE_FITS) && o.backend != PROC_BACKEND_CPU) {
         const int usable = cuda_probe(cuda_why, sizeof cuda_why) > 0;
