@@ -273,7 +273,7 @@ int rtd_cmd_fit(int argc, char **argv)
             backend_name = "cuda";
         } else if (backend == BK_CUDA) {
             fprintf(stderr, "rtdaq fit: --backend cuda: no usable CUDA device: %s\n", why);
-            return RTD_EXIT_FAIL;
+            return RTD_EXIT_USAGE; /* as fit-frames and rtdaq-proc: the request cannot be met */
         }
     }
 
