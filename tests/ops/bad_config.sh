@@ -2,6 +2,8 @@
 # An invalid configuration is refused before anything starts, with a message naming the key.
 # Usage: bad_config.sh PROGRAM [ARGS...]
 set -u
+# Only the file under test: no RTDAQ_* variable (CI sets RTDAQ_INSTANCE) may override it.
+for v in $(env | sed -n 's/^\(RTDAQ_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$v"; done
 f=$(mktemp)
 trap 'rm -f "$f"' EXIT
 prog="$*"

@@ -35,6 +35,24 @@ static int merge(int argc, const char **in, char ***out, char *err, size_t cap)
     return rc < 0 ? rc : argc;
 }
 
+/* The merge reads RTDAQ_* variables: start from none (CI sets RTDAQ_INSTANCE). */
+static void clean_env(void)
+{
+    extern char **environ;
+    for (int again = 1; again;) {
+        again = 0;
+        for (char **e = environ; *e; e++)
+            if (!strncmp(*e, "RTDAQ_", 6)) {
+                char name[128];
+                size_t n = strcspn(*e, "=");
+                snprintf(name, sizeof name, "%.*s", (int)n, *e);
+                unsetenv(name);
+                again = 1;
+                break;
+            }
+    }
+}
+
 static void cleanup(void)
 {
     unlink(path);
@@ -43,7 +61,7 @@ static void cleanup(void)
     unsetenv("RTDAQ_CONFIG");
 }
 
-Test(config, file_then_environment_then_flags_in_that_order, .fini = cleanup)
+Test(config, file_then_environment_then_flags_in_that_order, .init = clean_env, .fini = cleanup)
 {
     write_cfg("[rtdaq]\ninstance = lab\n[proc]\nworkers = 2\ncpu = 1\nmlock = yes\n[acq]\nbogus = 1\n");
     setenv("RTDAQ_WORKERS", "3", 1);
@@ -59,7 +77,7 @@ Test(config, file_then_environment_then_flags_in_that_order, .fini = cleanup)
         cr_assert_str_eq(out[i], want[i], "argv[%d]", i);
 }
 
-Test(config, unknown_key_is_an_error_naming_the_key, .fini = cleanup)
+Test(config, unknown_key_is_an_error_naming_the_key, .init = clean_env, .fini = cleanup)
 {
     write_cfg("[proc]\nworkrs = 2\n");
     const char *argv[] = {"rtdaq-proc", "--config", path, NULL};
@@ -69,7 +87,7 @@ Test(config, unknown_key_is_an_error_naming_the_key, .fini = cleanup)
     cr_assert_not_null(strstr(err, "[proc]"), "%s", err);
 }
 
-Test(config, bad_boolean_and_missing_file_are_errors, .fini = cleanup)
+Test(config, bad_boolean_and_missing_file_are_errors, .init = clean_env, .fini = cleanup)
 {
     write_cfg("[proc]\nmlock = maybe\n");
     const char *argv[] = {"rtdaq-proc", "--config", path, NULL};
@@ -81,7 +99,7 @@ Test(config, bad_boolean_and_missing_file_are_errors, .fini = cleanup)
     cr_assert_not_null(strstr(err, "/nonexistent/rtdaq.ini"), "%s", err);
 }
 
-Test(config, section_specific_environment_wins_and_syntax_errors_are_reported, .fini = cleanup)
+Test(config, section_specific_environment_wins_and_syntax_errors_are_reported, .init = clean_env, .fini = cleanup)
 {
     setenv("RTDAQ_PROC_CPU", "7", 1);
     const char *argv[] = {"rtdaq-proc", NULL};
