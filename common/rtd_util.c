@@ -32,7 +32,7 @@ void rtd_log(int level, const char *fmt, ...)
 {
     if (level > log_level)
         return;
-    static const char *names[8] = {"emerg", "alert", "crit", "error",
+    static const char *names[8] = {"emerg",   "alert",  "crit", "error",
                                    "warning", "notice", "info", "debug"};
     char msg[1024];
     va_list ap;

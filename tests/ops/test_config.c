@@ -63,15 +63,16 @@ static void cleanup(void)
 
 Test(config, file_then_environment_then_flags_in_that_order, .init = clean_env, .fini = cleanup)
 {
-    write_cfg("[rtdaq]\ninstance = lab\n[proc]\nworkers = 2\ncpu = 1\nmlock = yes\n[acq]\nbogus = 1\n");
+    write_cfg(
+        "[rtdaq]\ninstance = lab\n[proc]\nworkers = 2\ncpu = 1\nmlock = yes\n[acq]\nbogus = 1\n");
     setenv("RTDAQ_WORKERS", "3", 1);
     const char *argv[] = {"rtdaq-proc", "--config", path, "--cpu", "5", NULL};
     char **out, err[256] = "";
     int n = merge(5, argv, &out, err, sizeof err);
     cr_assert_gt(n, 0, "%s", err);
     /* Expected: file keys, then the env override, then the command line. */
-    const char *want[] = {"rtdaq-proc", "--instance", "lab", "--workers", "2", "--cpu", "1",
-                          "--mlock", "--workers", "3", "--cpu", "5"};
+    const char *want[] = {"rtdaq-proc", "--instance", "lab",       "--workers", "2",     "--cpu",
+                          "1",          "--mlock",    "--workers", "3",         "--cpu", "5"};
     cr_assert_eq(n, (int)(sizeof want / sizeof want[0]));
     for (int i = 0; i < n; i++)
         cr_assert_str_eq(out[i], want[i], "argv[%d]", i);
@@ -99,7 +100,8 @@ Test(config, bad_boolean_and_missing_file_are_errors, .init = clean_env, .fini =
     cr_assert_not_null(strstr(err, "/nonexistent/rtdaq.ini"), "%s", err);
 }
 
-Test(config, section_specific_environment_wins_and_syntax_errors_are_reported, .init = clean_env, .fini = cleanup)
+Test(config, section_specific_environment_wins_and_syntax_errors_are_reported, .init = clean_env,
+     .fini = cleanup)
 {
     setenv("RTDAQ_PROC_CPU", "7", 1);
     const char *argv[] = {"rtdaq-proc", NULL};

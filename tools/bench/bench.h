@@ -7,11 +7,11 @@
 #ifndef RTD_BENCH_H
 #define RTD_BENCH_H
 
-int rtd_bench_ring(int argc, char **argv);    /* bench_ring.c: shm rings vs ZeroMQ ipc vs memcpy */
-int rtd_bench_acq(int argc, char **argv);     /* bench_acq.c: packet and frame ingest vs epoll */
-int rtd_bench_fit(int argc, char **argv);     /* bench_fit.c: fits and the frame pipeline */
+int rtd_bench_ring(int argc, char **argv);     /* bench_ring.c: shm rings vs ZeroMQ ipc vs memcpy */
+int rtd_bench_acq(int argc, char **argv);      /* bench_acq.c: packet and frame ingest vs epoll */
+int rtd_bench_fit(int argc, char **argv);      /* bench_fit.c: fits and the frame pipeline */
 int rtd_bench_pipeline(int argc, char **argv); /* bench_pipeline.c: frame pipeline per frame */
-int rtd_bench_wavelet(int argc, char **argv); /* bench_wavelet.c: cwt/wct vs bare FFTW */
-int rtd_bench_cuda(int argc, char **argv);    /* bench_cuda.c: GPU fits and frame pipeline */
+int rtd_bench_wavelet(int argc, char **argv);  /* bench_wavelet.c: cwt/wct vs bare FFTW */
+int rtd_bench_cuda(int argc, char **argv);     /* bench_cuda.c: GPU fits and frame pipeline */
 
 #endif
