@@ -118,9 +118,9 @@ int rtd_frame_publish(struct rtd_ring *r, struct rtd_frame *f);
  * Producer: reserve len bytes (16 B .. 64 KiB) for one record, fill it, and
  * repeat; rtd_pkt_publish() makes every reserved record visible at once.
  * -EAGAIN / -ENOBUFS as for frames (on -ENOBUFS the record is counted dropped).
- * The returned pointer is valid until publish.
+ * The returned pointer is valid until publish. Inline (rtd_ring_inline.h):
+ * static inline void *rtd_pkt_reserve(struct rtd_ring *r, uint32_t len, uint16_t type, int *err);
  */
-void *rtd_pkt_reserve(struct rtd_ring *r, uint32_t len, uint16_t type, int *err);
 int rtd_pkt_publish(struct rtd_ring *r);
 
 /* ---- consumers ---------------------------------------------------------- */
@@ -148,9 +148,9 @@ void rtd_frame_release(struct rtd_consumer *c);
  * released in a batch by rtd_pkt_release() (one cursor store per batch).
  * A monitor that was lapped resumes at the newest published record; the seq
  * gap of the next record it reads is added to its lapped counter (so lapped
- * is exact up to the last record read).
+ * is exact up to the last record read). Inline (rtd_ring_inline.h):
+ * static inline int rtd_pkt_next(struct rtd_consumer *c, const struct rtd_pkt_hdr **rec);
  */
-int rtd_pkt_next(struct rtd_consumer *c, const struct rtd_pkt_hdr **rec);
 /*
  * Monitors only (always 1 for reliable consumers): after reading a record in
  * place, 1 if it was not overwritten meanwhile; 0: discard what was read (it
@@ -236,5 +236,8 @@ void rtd_stats_view_foreach_hist(const struct rtd_stats_view *v,
                                  void *arg);
 /* Percentile (0..1) from log2 buckets, interpolated within the bucket; 0 if empty. */
 uint64_t rtd_hist_percentile(const uint64_t *buckets, double q);
+
+/* Inline fast paths of rtd_pkt_reserve() and rtd_pkt_next(). */
+#include "rtd_ring_inline.h"
 
 #endif

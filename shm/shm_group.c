@@ -201,8 +201,8 @@ static void advance_cursor(struct rtd_group *gh)
 
 static void frame_at(struct rtd_ring *r, uint64_t pos, struct rtd_frame *f)
 {
-    f->hdr = &r->desc[pos & r->mask];
-    f->data = r->data + (pos & r->mask) * r->hdr->slot_stride;
+    f->hdr = &r->desc[pos & r->hot.mask];
+    f->data = r->hot.data + (pos & r->hot.mask) * r->hdr->slot_stride;
 }
 
 /* Look for members that died; adopt one orphaned frame if the slot still holds it. */
@@ -229,7 +229,7 @@ static bool adopt_orphans(struct rtd_group *gh, struct rtd_frame *f)
             continue;
         uint64_t hold = atomic_load_explicit(&m->holding, memory_order_seq_cst);
         if (hold != RTD_GROUP_NONE) {
-            struct rtd_frame_hdr *d = &r->desc[hold & r->mask];
+            struct rtd_frame_hdr *d = &r->desc[hold & r->hot.mask];
             if (atomic_load_explicit(&d->slot_seq, memory_order_acquire) == hold) {
                 /* Hold it ourselves before the orphan lets go, so the cursor never passes it. */
                 atomic_store_explicit(&gh->m->holding, hold, memory_order_seq_cst);

@@ -14,27 +14,7 @@
 
 #define RTD_SHM_NAME_MAX 96
 
-/*
- * Fences. ThreadSanitizer does not model atomic_thread_fence (gcc refuses it
- * with -Wtsan), so under TSan each fence pair becomes an RMW of the given order
- * on a word private to that pair: the same synchronisation, in a form TSan
- * understands, without linking unrelated pairs (which would hide real races).
- */
-enum {
-    RTD_FENCE_WAKE = 0,
-    RTD_FENCE_SPACE,
-    RTD_FENCE_CLAIM,
-    RTD_FENCE_SCAN,
-    RTD_FENCE_STATUS,
-    RTD_FENCE_PAIRS
-};
-#if defined(__SANITIZE_THREAD__)
-extern _Atomic uint32_t rtd_tsan_fence_word[RTD_FENCE_PAIRS];
-#define RTD_FENCE(order, pair)                                                                     \
-    ((void)atomic_fetch_add_explicit(&rtd_tsan_fence_word[pair], 0, order))
-#else
-#define RTD_FENCE(order, pair) atomic_thread_fence(order)
-#endif
+/* Fences (RTD_FENCE, RTD_FENCE_*): see rtd_ring_inline.h, which the inline fast paths use. */
 
 /* A mapped segment. */
 struct rtd_seg {
@@ -71,31 +51,29 @@ void rtd_futex_wake(_Atomic uint32_t *word);
 
 /* Process-local handle over a mapped ring. */
 struct rtd_ring {
+    /* First member: the inline rtd_pkt_reserve() reaches it through the opaque pointer.
+     * data, mask, cap; producer-private head, cached_min, records; fast-path gate. */
+    struct rtd_ring_hot hot;
     struct rtd_seg seg;
     struct rtd_ring_hdr *hdr;
-    uint8_t *data;              /* packet records or frame payloads */
     struct rtd_frame_hdr *desc; /* frame descriptors */
-    uint64_t cap;               /* slot_count or data_bytes */
-    uint64_t mask;              /* cap - 1 */
     /* Producer-private state (the producer is the creator). */
-    uint64_t head;       /* frames: next slot to claim; packets: reserve end (bytes) */
-    uint64_t pub;        /* last value stored into hdr->published */
-    uint64_t cached_min; /* lowest reliable cursor seen at the last scan */
-    uint64_t records;    /* packet records reserved (seq of the next one) */
+    uint64_t pub; /* last value stored into hdr->published */
     uint64_t pub_records;
+    uint32_t fast_len_lim;     /* hot.fast_len_lim outside ring-full episodes (packet rings) */
     uint64_t last_liveness_ns; /* rate limit for checking gating consumers' pids */
     bool prod_init;            /* producer state loaded (lazily for attached producers) */
     bool was_full;             /* count `full` once per episode, not once per retry */
 };
 
 struct rtd_consumer {
+    /* First member: the inline rtd_pkt_next() reaches it through the opaque pointer.
+     * Ring geometry copy, pos, pub, consumed, fast-path gate. */
+    struct rtd_consumer_hot hot;
     struct rtd_ring *ring;
     struct rtd_consumer_slot *slot;
     int index;
     uint32_t policy;
-    uint64_t pos;        /* next position to read */
-    uint64_t pub;        /* cached published position */
-    uint64_t consumed;   /* records read so far (private; published per batch) */
     uint64_t expect_seq; /* monitor (packets): next record seq expected; UINT64_MAX unknown */
     uint64_t lapped;     /* private copy of slot->lapped */
     uint64_t rec_pos;    /* monitor (packets): position of the record last returned */

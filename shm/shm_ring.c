@@ -101,15 +101,28 @@ static void ring_bind(struct rtd_ring *r)
 {
     struct rtd_ring_hdr *h = r->seg.base;
     r->hdr = h;
-    r->data = (uint8_t *)r->seg.base + h->data_off;
+    r->hot.data = (uint8_t *)r->seg.base + h->data_off;
     if (h->kind == RTD_RING_FRAME) {
         r->desc = (struct rtd_frame_hdr *)((uint8_t *)r->seg.base + h->desc_off);
-        r->cap = h->slot_count;
+        r->hot.cap = h->slot_count;
     } else {
         r->desc = NULL;
-        r->cap = h->data_bytes;
+        r->hot.cap = h->data_bytes;
     }
-    r->mask = r->cap - 1;
+    r->hot.mask = r->hot.cap - 1;
+    r->hot.claimed = &h->claimed;
+    /*
+     * Inline reserve: len < lim implies len <= RTD_PKT_MAX_PAYLOAD and stride <= cap / 2 (the
+     * -EINVAL and -EMSGSIZE checks of the slow path; cap / 2 and the header are multiples of 8).
+     * The gate opens once this handle is the producer (creator, or producer_init()).
+     */
+    r->fast_len_lim = 0;
+    if (!r->desc) {
+        uint64_t by_cap = r->hot.cap / 2 - sizeof(struct rtd_pkt_hdr);
+        r->fast_len_lim =
+            (uint32_t)(by_cap < RTD_PKT_MAX_PAYLOAD ? by_cap : RTD_PKT_MAX_PAYLOAD) + 1;
+    }
+    r->hot.fast_len_lim = 0;
 }
 
 int rtd_ring_create(struct rtd_ring **out, const char *instance, const char *name,
@@ -147,9 +160,10 @@ int rtd_ring_create(struct rtd_ring **out, const char *instance, const char *nam
         h->consumers[i].group = -1;
     ring_bind(r);
     if (r->desc)
-        for (uint64_t i = 0; i < r->cap; i++)
+        for (uint64_t i = 0; i < r->hot.cap; i++)
             atomic_store_explicit(&r->desc[i].slot_seq, RTD_SLOT_WRITING, memory_order_relaxed);
     r->prod_init = true;
+    r->hot.fast_len_lim = r->fast_len_lim;
     /* R1: pairs with A1 in rtd_seg_attach(): everything above is visible to an attacher. */
     atomic_store_explicit(&h->state, RTD_STATE_READY, memory_order_release);
     *out = r;
@@ -236,10 +250,11 @@ static void producer_init(struct rtd_ring *r)
     r->prod_init = true;
     /* An unpublished claim of an earlier producer is abandoned. */
     r->pub = atomic_load_explicit(&r->hdr->published, memory_order_relaxed);
-    r->head = r->pub;
-    r->records = atomic_load_explicit(&r->hdr->published_records, memory_order_relaxed);
-    r->pub_records = r->records;
-    r->cached_min = r->head;
+    r->hot.head = r->pub;
+    r->hot.records = atomic_load_explicit(&r->hdr->published_records, memory_order_relaxed);
+    r->pub_records = r->hot.records;
+    r->hot.cached_min = r->hot.head;
+    r->hot.fast_len_lim = r->fast_len_lim;
     atomic_store_explicit(&r->hdr->producer_pid, (int32_t)getpid(), memory_order_relaxed);
 }
 
@@ -310,8 +325,8 @@ static bool make_room(struct rtd_ring *r, uint64_t end)
         live = true;
         r->last_liveness_ns = now;
     }
-    r->cached_min = rtd_ring_min_cursor(r, r->head, live);
-    return diff64(end, r->cached_min) <= (int64_t)r->cap;
+    r->hot.cached_min = rtd_ring_min_cursor(r, r->hot.head, live);
+    return diff64(end, r->hot.cached_min) <= (int64_t)r->hot.cap;
 }
 
 static int ring_full(struct rtd_ring *r)
@@ -319,6 +334,7 @@ static int ring_full(struct rtd_ring *r)
     struct rtd_ring_hdr *h = r->hdr;
     if (!r->was_full) {
         r->was_full = true;
+        r->hot.fast_len_lim = 0; /* the slow path ends the episode (was_full) */
         atomic_store_explicit(&h->full, atomic_load_explicit(&h->full, memory_order_relaxed) + 1,
                               memory_order_relaxed);
     }
@@ -363,10 +379,10 @@ int rtd_ring_wait_space(struct rtd_ring *r, uint64_t timeout_ns)
     atomic_store_explicit(&h->space_sleepers, 1, memory_order_relaxed);
     /* F6: pairs with F5: either a releasing consumer sees us asleep or we see its cursor. */
     RTD_FENCE(memory_order_seq_cst, RTD_FENCE_SPACE);
-    uint64_t before = r->cached_min;
+    uint64_t before = r->hot.cached_min;
     r->last_liveness_ns = 0;
     int rc = 0;
-    if (!make_room(r, r->head + 1) && r->cached_min == before)
+    if (!make_room(r, r->hot.head + 1) && r->hot.cached_min == before)
         rc = rtd_futex_wait(&h->space_futex, w, timeout_ns);
     atomic_store_explicit(&h->space_sleepers, 0, memory_order_relaxed);
     return rc;
@@ -379,25 +395,25 @@ int rtd_frame_claim(struct rtd_ring *r, struct rtd_frame *f)
     if (!r->desc)
         return -EINVAL;
     producer_init(r);
-    uint64_t p = r->head;
-    if (diff64(p + 1, r->cached_min) > (int64_t)r->cap && !make_room(r, p + 1))
+    uint64_t p = r->hot.head;
+    if (diff64(p + 1, r->hot.cached_min) > (int64_t)r->hot.cap && !make_room(r, p + 1))
         return ring_full(r);
     r->was_full = false;
-    struct rtd_frame_hdr *d = &r->desc[p & r->mask];
+    struct rtd_frame_hdr *d = &r->desc[p & r->hot.mask];
     atomic_store_explicit(&r->hdr->claimed, p + 1, memory_order_relaxed);
     atomic_store_explicit(&d->slot_seq, RTD_SLOT_WRITING, memory_order_relaxed);
     /* R3: pairs with A3 in rtd_frame_valid(): the slot is marked before any byte changes. */
     RTD_FENCE(memory_order_release, RTD_FENCE_CLAIM);
     memset(d, 0, offsetof(struct rtd_frame_hdr, slot_seq));
     f->hdr = d;
-    f->data = r->data + (p & r->mask) * r->hdr->slot_stride;
+    f->data = r->hot.data + (p & r->hot.mask) * r->hdr->slot_stride;
     return 0;
 }
 
 int rtd_frame_publish(struct rtd_ring *r, struct rtd_frame *f)
 {
-    uint64_t p = r->head;
-    struct rtd_frame_hdr *d = &r->desc[p & r->mask];
+    uint64_t p = r->hot.head;
+    struct rtd_frame_hdr *d = &r->desc[p & r->hot.mask];
     if (!f || f->hdr != d)
         return -EINVAL;
     d->seq = p;
@@ -407,7 +423,7 @@ int rtd_frame_publish(struct rtd_ring *r, struct rtd_frame *f)
         d->ts_real_ns = rtd_realtime_ns();
     /* R4: pairs with A4 in monitors' peek: the slot now holds position p, complete. */
     atomic_store_explicit(&d->slot_seq, p, memory_order_release);
-    r->head = p + 1;
+    r->hot.head = p + 1;
     r->pub = p + 1;
     atomic_store_explicit(&r->hdr->published_records, p + 1, memory_order_relaxed);
     /* R5: pairs with A5 in the consumers: frame p is complete. */
@@ -418,7 +434,8 @@ int rtd_frame_publish(struct rtd_ring *r, struct rtd_frame *f)
 
 /* ---- packet ring: producer ---------------------------------------------------- */
 
-void *rtd_pkt_reserve(struct rtd_ring *r, uint32_t len, uint16_t type, int *err)
+/* Everything the inline rtd_pkt_reserve() leaves out: first use, padding, full ring, errors. */
+void *rtd_pkt_reserve_slow(struct rtd_ring *r, uint32_t len, uint16_t type, int *err)
 {
     int rc;
     if (r->desc || len > RTD_PKT_MAX_PAYLOAD || type == RTD_PKT_PAD) {
@@ -427,25 +444,26 @@ void *rtd_pkt_reserve(struct rtd_ring *r, uint32_t len, uint16_t type, int *err)
     }
     producer_init(r);
     uint32_t s = rtd_pkt_stride(len);
-    if (s > r->cap / 2) {
+    if (s > r->hot.cap / 2) {
         rc = -EMSGSIZE;
         goto fail;
     }
-    uint64_t w = r->head;
-    uint64_t room = r->cap - (w & r->mask);
+    uint64_t w = r->hot.head;
+    uint64_t room = r->hot.cap - (w & r->hot.mask);
     uint64_t pad = room < s ? room : 0;
     uint64_t end = w + pad + s;
-    if (diff64(end, r->cached_min) > (int64_t)r->cap && !make_room(r, end)) {
+    if (diff64(end, r->hot.cached_min) > (int64_t)r->hot.cap && !make_room(r, end)) {
         rc = ring_full(r);
         goto fail;
     }
     r->was_full = false;
+    r->hot.fast_len_lim = r->fast_len_lim;
     atomic_store_explicit(&r->hdr->claimed, end, memory_order_relaxed);
     /* R3: pairs with A3 in monitors: the claim is visible before any byte changes. */
     RTD_FENCE(memory_order_release, RTD_FENCE_CLAIM);
     if (pad) {
         if (pad >= sizeof(struct rtd_pkt_hdr)) {
-            struct rtd_pkt_hdr *ph = (struct rtd_pkt_hdr *)(r->data + (w & r->mask));
+            struct rtd_pkt_hdr *ph = (struct rtd_pkt_hdr *)(r->hot.data + (w & r->hot.mask));
             ph->len = (uint32_t)(pad - sizeof *ph);
             ph->type = RTD_PKT_PAD;
             ph->flags = 0;
@@ -454,13 +472,13 @@ void *rtd_pkt_reserve(struct rtd_ring *r, uint32_t len, uint16_t type, int *err)
         }
         w += pad;
     }
-    struct rtd_pkt_hdr *ph = (struct rtd_pkt_hdr *)(r->data + (w & r->mask));
+    struct rtd_pkt_hdr *ph = (struct rtd_pkt_hdr *)(r->hot.data + (w & r->hot.mask));
     ph->len = len;
     ph->type = type;
     ph->flags = 0;
-    ph->seq = r->records++;
+    ph->seq = r->hot.records++;
     ph->ts_mono_ns = 0;
-    r->head = end;
+    r->hot.head = end;
     return ph + 1;
 fail:
     if (err)
@@ -470,14 +488,14 @@ fail:
 
 int rtd_pkt_publish(struct rtd_ring *r)
 {
-    if (r->head == r->pub)
+    if (r->hot.head == r->pub)
         return 0;
-    int n = (int)(r->records - r->pub_records);
-    r->pub_records = r->records;
-    r->pub = r->head;
-    atomic_store_explicit(&r->hdr->published_records, r->records, memory_order_relaxed);
+    int n = (int)(r->hot.records - r->pub_records);
+    r->pub_records = r->hot.records;
+    r->pub = r->hot.head;
+    atomic_store_explicit(&r->hdr->published_records, r->hot.records, memory_order_relaxed);
     /* R5: pairs with A5 in the consumers: every record reserved so far is complete. */
-    atomic_store_explicit(&r->hdr->published, r->head, ORDER_R5);
+    atomic_store_explicit(&r->hdr->published, r->hot.head, ORDER_R5);
     rtd_ring_wake_consumers(r);
     return n;
 }
@@ -542,8 +560,12 @@ int rtd_consumer_open(struct rtd_consumer **out, struct rtd_ring *r,
     c->index = i;
     c->slot = &r->hdr->consumers[i];
     c->policy = policy;
-    c->pos = atomic_load_explicit(&c->slot->cursor, memory_order_relaxed);
-    c->pub = c->pos;
+    c->hot.pos = atomic_load_explicit(&c->slot->cursor, memory_order_relaxed);
+    c->hot.pub = c->hot.pos;
+    c->hot.data = r->hot.data;
+    c->hot.mask = r->hot.mask;
+    c->hot.cap = r->hot.cap;
+    c->hot.fast = !r->desc && policy == RTD_CONSUMER_RELIABLE;
     c->expect_seq = UINT64_MAX;
     *out = c;
     return 0;
@@ -587,8 +609,8 @@ static int refresh(struct rtd_consumer *c)
             return -ENOTCONN;
     }
     /* A5: pairs with R5 in publish: records below published are complete. */
-    c->pub = atomic_load_explicit(&c->ring->hdr->published, memory_order_acquire);
-    return diff64(c->pub, c->pos) > 0 ? 0 : -EAGAIN;
+    c->hot.pub = atomic_load_explicit(&c->ring->hdr->published, memory_order_acquire);
+    return diff64(c->hot.pub, c->hot.pos) > 0 ? 0 : -EAGAIN;
 }
 
 int rtd_consumer_wait(struct rtd_consumer *c, uint64_t timeout_ns)
@@ -601,7 +623,7 @@ int rtd_consumer_wait(struct rtd_consumer *c, uint64_t timeout_ns)
     RTD_FENCE(memory_order_seq_cst, RTD_FENCE_WAKE);
     int rc = 0;
     uint64_t p = atomic_load_explicit(&h->published, memory_order_relaxed);
-    if (diff64(p, c->pos) <= 0 &&
+    if (diff64(p, c->hot.pos) <= 0 &&
         atomic_load_explicit(&h->state, memory_order_relaxed) != RTD_STATE_CLOSED)
         rc = rtd_futex_wait(&h->data_futex, w, timeout_ns);
     atomic_fetch_sub_explicit(&h->data_sleepers, 1, memory_order_relaxed);
@@ -616,7 +638,7 @@ int rtd_frame_peek(struct rtd_consumer *c, struct rtd_frame *f)
     if (!r->desc)
         return -EINVAL;
     for (;;) {
-        if (diff64(c->pub, c->pos) <= 0) {
+        if (diff64(c->hot.pub, c->hot.pos) <= 0) {
             int rc = refresh(c);
             if (rc)
                 return rc;
@@ -624,21 +646,21 @@ int rtd_frame_peek(struct rtd_consumer *c, struct rtd_frame *f)
         if (c->policy == RTD_CONSUMER_MONITOR) {
             /* The producer may be rewriting slot `pub`: the oldest safe position is pub - cap + 1.
              */
-            uint64_t oldest = c->pub - r->cap + 1;
-            if (diff64(oldest, c->pos) > 0) {
-                add_lapped(c, oldest - c->pos);
-                c->pos = oldest;
+            uint64_t oldest = c->hot.pub - r->hot.cap + 1;
+            if (diff64(oldest, c->hot.pos) > 0) {
+                add_lapped(c, oldest - c->hot.pos);
+                c->hot.pos = oldest;
             }
-            struct rtd_frame_hdr *d = &r->desc[c->pos & r->mask];
+            struct rtd_frame_hdr *d = &r->desc[c->hot.pos & r->hot.mask];
             /* A4: pairs with R4 in publish: the slot holds our position, complete. */
             uint64_t s = atomic_load_explicit(&d->slot_seq, memory_order_acquire);
-            if (s != c->pos) {
-                c->pub = c->pos; /* overwritten since: look at published again */
+            if (s != c->hot.pos) {
+                c->hot.pub = c->hot.pos; /* overwritten since: look at published again */
                 continue;
             }
         }
-        f->hdr = &r->desc[c->pos & r->mask];
-        f->data = r->data + (c->pos & r->mask) * r->hdr->slot_stride;
+        f->hdr = &r->desc[c->hot.pos & r->hot.mask];
+        f->data = r->hot.data + (c->hot.pos & r->hot.mask) * r->hdr->slot_stride;
         return 0;
     }
 }
@@ -650,7 +672,7 @@ int rtd_frame_valid(struct rtd_consumer *c, const struct rtd_frame *f)
     /* A3: pairs with R3 in claim: had the producer begun to overwrite, we see its mark. */
     RTD_FENCE(memory_order_acquire, RTD_FENCE_CLAIM);
     uint64_t s = atomic_load_explicit(&f->hdr->slot_seq, memory_order_relaxed);
-    if (s == c->pos)
+    if (s == c->hot.pos)
         return 1;
     add_lapped(c, 1);
     return 0;
@@ -658,11 +680,11 @@ int rtd_frame_valid(struct rtd_consumer *c, const struct rtd_frame *f)
 
 void rtd_frame_release(struct rtd_consumer *c)
 {
-    c->pos++;
-    c->consumed++;
-    atomic_store_explicit(&c->slot->consumed, c->consumed, memory_order_relaxed);
+    c->hot.pos++;
+    c->hot.consumed++;
+    atomic_store_explicit(&c->slot->consumed, c->hot.consumed, memory_order_relaxed);
     /* R2: pairs with A2 in the producer's scan: we are done reading the slot. */
-    atomic_store_explicit(&c->slot->cursor, c->pos, memory_order_release);
+    atomic_store_explicit(&c->slot->cursor, c->hot.pos, memory_order_release);
     if (c->policy == RTD_CONSUMER_RELIABLE)
         rtd_ring_wake_producer(c->ring);
 }
@@ -683,29 +705,30 @@ RTD_NO_TSAN static struct rtd_pkt_hdr racy_hdr(const struct rtd_pkt_hdr *h)
     return v;
 }
 
-int rtd_pkt_next(struct rtd_consumer *c, const struct rtd_pkt_hdr **rec)
+/* Everything the inline rtd_pkt_next() leaves out: refresh, padding, monitors, errors. */
+int rtd_pkt_next_slow(struct rtd_consumer *c, const struct rtd_pkt_hdr **rec)
 {
     struct rtd_ring *r = c->ring;
     if (r->desc)
         return -EINVAL;
     for (;;) {
-        if (diff64(c->pub, c->pos) <= 0) {
+        if (diff64(c->hot.pub, c->hot.pos) <= 0) {
             int rc = refresh(c);
             if (rc)
                 return rc;
         }
-        uint64_t off = c->pos & r->mask;
-        uint64_t room = r->cap - off;
+        uint64_t off = c->hot.pos & r->hot.mask;
+        uint64_t room = r->hot.cap - off;
         if (room < sizeof(struct rtd_pkt_hdr)) {
-            c->pos += room;
+            c->hot.pos += room;
             continue;
         }
-        const struct rtd_pkt_hdr *h = (const struct rtd_pkt_hdr *)(r->data + off);
+        const struct rtd_pkt_hdr *h = (const struct rtd_pkt_hdr *)(r->hot.data + off);
         if (c->policy == RTD_CONSUMER_RELIABLE) {
-            c->pos += rtd_pkt_stride(h->len);
+            c->hot.pos += rtd_pkt_stride(h->len);
             if (h->type == RTD_PKT_PAD)
                 continue;
-            c->consumed++;
+            c->hot.consumed++;
             *rec = h;
             return 0;
         }
@@ -713,20 +736,21 @@ int rtd_pkt_next(struct rtd_consumer *c, const struct rtd_pkt_hdr **rec)
         /* A3: pairs with R3 in reserve: if those bytes were being rewritten, claimed says so. */
         RTD_FENCE(memory_order_acquire, RTD_FENCE_CLAIM);
         uint64_t claimed = atomic_load_explicit(&r->hdr->claimed, memory_order_relaxed);
-        if (diff64(claimed, c->pos) > (int64_t)r->cap || v.len > RTD_PKT_MAX_PAYLOAD ||
+        if (diff64(claimed, c->hot.pos) > (int64_t)r->hot.cap || v.len > RTD_PKT_MAX_PAYLOAD ||
             rtd_pkt_stride(v.len) > room) {
             /* Lapped: resume at the newest boundary; the next record's seq tells what we missed. */
-            c->pos = c->pub = atomic_load_explicit(&r->hdr->published, memory_order_acquire);
+            c->hot.pos = c->hot.pub =
+                atomic_load_explicit(&r->hdr->published, memory_order_acquire);
             continue;
         }
-        c->pos += rtd_pkt_stride(v.len);
+        c->hot.pos += rtd_pkt_stride(v.len);
         if (v.type == RTD_PKT_PAD)
             continue;
         if (c->expect_seq != UINT64_MAX && diff64(v.seq, c->expect_seq) > 0)
             add_lapped(c, v.seq - c->expect_seq);
         c->expect_seq = v.seq + 1;
-        c->rec_pos = c->pos - rtd_pkt_stride(v.len);
-        c->consumed++;
+        c->rec_pos = c->hot.pos - rtd_pkt_stride(v.len);
+        c->hot.consumed++;
         *rec = h;
         return 0;
     }
@@ -741,19 +765,19 @@ int rtd_pkt_valid(struct rtd_consumer *c, const struct rtd_pkt_hdr *rec)
     /* A3: pairs with R3 in reserve. */
     RTD_FENCE(memory_order_acquire, RTD_FENCE_CLAIM);
     uint64_t claimed = atomic_load_explicit(&r->hdr->claimed, memory_order_relaxed);
-    if (diff64(claimed, c->rec_pos) <= (int64_t)r->cap)
+    if (diff64(claimed, c->rec_pos) <= (int64_t)r->hot.cap)
         return 1;
     /* Not delivered after all: the next record's seq gap counts it as lapped. */
     c->expect_seq--;
-    c->consumed--;
+    c->hot.consumed--;
     return 0;
 }
 
 void rtd_pkt_release(struct rtd_consumer *c)
 {
-    atomic_store_explicit(&c->slot->consumed, c->consumed, memory_order_relaxed);
+    atomic_store_explicit(&c->slot->consumed, c->hot.consumed, memory_order_relaxed);
     /* R2: pairs with A2 in the producer's scan: every record below pos may be overwritten. */
-    atomic_store_explicit(&c->slot->cursor, c->pos, memory_order_release);
+    atomic_store_explicit(&c->slot->cursor, c->hot.pos, memory_order_release);
     if (c->policy == RTD_CONSUMER_RELIABLE)
         rtd_ring_wake_producer(c->ring);
 }
