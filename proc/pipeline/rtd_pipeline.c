@@ -287,6 +287,9 @@ static void load_row2(const uint16_t *restrict a, const uint16_t *restrict b, in
     }
 }
 
+/* Eight floats, loaded and stored unaligned (GCC vector extension). */
+typedef float pipe_v8f __attribute__((vector_size(32), aligned(4)));
+
 /*
  * Horizontal kernel over a row already loaded at pad + r, mirrored at the edges
  * (scipy's "reflect"): replicating the edge pixel instead gives it half the
@@ -300,18 +303,27 @@ static void blur_row(float *restrict pad, int n, float *restrict dst, const floa
         pad[r - 1 - i] = pad[r + (i < n ? i : n - 1)];
         pad[r + n + i] = pad[r + n - 1 - (i < n ? i : n - 1)];
     }
+    /* The sum stays in a register across the taps (as in blur_col): one store per output
+     * instead of a read-modify-write of dst per tap. */
     const float *c = pad + r;
-    for (int x = 0; x < n; x++)
-        dst[x] = w[0] * c[x];
-    for (int k = 1; k <= r; k++) {
-        const float wk = w[k];
-        for (int x = 0; x < n; x++)
-            dst[x] += wk * (c[x - k] + c[x + k]);
+    int x = 0;
+    for (; x + 8 <= n; x += 8) {
+        pipe_v8f s = *(const pipe_v8f *)(const void *)(c + x) * w[0];
+        for (int k = 1; k <= r; k++)
+            s += (*(const pipe_v8f *)(const void *)(c + x - k) +
+                  *(const pipe_v8f *)(const void *)(c + x + k)) *
+                 w[k];
+        *(pipe_v8f *)(void *)(dst + x) = s;
+    }
+    for (; x < n; x++) {
+        float s = w[0] * c[x];
+        for (int k = 1; k <= r; k++)
+            s += w[k] * (c[x - k] + c[x + k]);
+        dst[x] = s;
     }
 }
 
 /* One output row of the vertical kernel; rows[] are the (mirrored) source rows. */
-typedef float pipe_v8f __attribute__((vector_size(32), aligned(4)));
 
 /*
  * The sum stays in a register across the taps (8 columns at a time, GCC vector
@@ -340,17 +352,8 @@ static void blur_col(const float *const *rows, int n, float *restrict dst, const
     }
 }
 
-/* Largest of n values (n >= 1): a vectorised reduction that lets most rows be skipped whole. */
-RTD_PIPE_CLONES
-static float row_max(const float *restrict v, int n)
-{
-    float m = v[0];
-    for (int i = 1; i < n; i++)
-        m = v[i] > m ? v[i] : m;
-    return m;
-}
-
-/* Does any of the n values exceed t? Branch-free so that it vectorises. */
+/* Does any of the n values exceed t? Branch-free so that it vectorises: most rows are
+ * skipped whole. */
 RTD_PIPE_CLONES
 static int any_above(const float *restrict v, int n, float t)
 {
@@ -583,7 +586,7 @@ static int detect(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int 
     enum { CHUNK = 32 };
     for (int y = 0; y < h; y++) {
         const float *row = p->blur + (size_t)y * (size_t)w;
-        if (!(row_max(row, w) > thr))
+        if (!any_above(row, w, thr))
             continue;
         for (int x0 = 0; x0 < w; x0 += CHUNK) {
             int len = w - x0 < CHUNK ? w - x0 : CHUNK;
