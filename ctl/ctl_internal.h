@@ -7,6 +7,7 @@
 #ifndef CTL_INTERNAL_H
 #define CTL_INTERNAL_H
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -107,6 +108,14 @@ json_t *ctl_jobs_handle(struct ctl *c, json_t *req); /* submit|status|cancel|lis
 json_t *ctl_jobs_summary(struct ctl *c);
 /* Publish job progress/completion events on topic "jobs" (main thread). */
 void ctl_jobs_publish_events(struct ctl *c);
+
+/*
+ * rtdaq-ctl as a library entry (ctl_main.c; library rtd_ctld): runs until
+ * *stop is non-zero (a signal number > 1 is logged by name), a shutdown
+ * request or --duration. Installs no signal handlers; the daemon's main()
+ * and `rtdaq run --single` do that. Returns the exit status (0, 1, 2).
+ */
+int rtd_ctl_main(int argc, char **argv, volatile sig_atomic_t *stop);
 
 /* ctl_cmd.c */
 json_t *ctl_cmd_handle(struct ctl *c, const char *body, size_t len);

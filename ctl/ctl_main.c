@@ -26,14 +26,8 @@
 #include "rtd_shm.h"
 #include "rtd_util.h"
 
-static volatile sig_atomic_t got_signal;
 /* The merged argv lives as long as the process (getopt's optarg points into it). */
 static char **volatile merged_argv; /* volatile: the store must not be optimised away */
-
-static void on_signal(int sig)
-{
-    got_signal = sig;
-}
 
 static const char usage[] =
     "usage: rtdaq-ctl [options]\n"
@@ -492,13 +486,12 @@ static void update_status(struct ctl *c)
         rtd_stats_set_status(c->stats, "publishing");
 }
 
-int main(int argc, char **argv)
+int rtd_ctl_main(int argc, char **argv, volatile sig_atomic_t *stop)
 {
     struct ctl ctl = {0}, *c = &ctl;
     const char *gen_keys = NULL;
     char err[512];
     int rc, exit_code = 1;
-    rtd_log_init("rtdaq-ctl", RTD_LOG_INFO);
     if ((rc = rtd_config_argv("ctl", long_opts, &argc, &argv, err, sizeof err))) {
         fprintf(stderr, "rtdaq-ctl: %s\n", err);
         return 2;
@@ -526,12 +519,6 @@ int main(int argc, char **argv)
     }
     c->start_ns = rtd_now_ns();
     c->start_realtime_ns = rtd_realtime_ns();
-
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     c->zctx = zmq_ctx_new();
     if (!c->zctx)
@@ -580,7 +567,7 @@ int main(int argc, char **argv)
     ctl_stream_rescan(c);
     ctl_stats_publish(c, 0);
     update_status(c);
-    while (!c->stop && !got_signal) {
+    while (!c->stop && !*stop) {
         uint64_t now = rtd_now_ns();
         if (end_ns && now >= end_ns)
             break;
@@ -641,9 +628,10 @@ int main(int argc, char **argv)
     }
     rtd_sd_stopping();
     rtd_log(RTD_LOG_INFO, "stopping (%s)",
-            got_signal ? strsignal(got_signal)
-            : c->stop  ? "shutdown request"
-                       : "duration");
+            *stop > 1 ? strsignal(*stop)
+            : *stop   ? "stop request"
+            : c->stop ? "shutdown request"
+                      : "duration");
     ctl_stream_free(c); /* sends the end-of-acquisition messages */
     exit_code = 0;
 cleanup_all:
@@ -671,3 +659,23 @@ cleanup_ctx:
     free(c->o.ctl_buf);
     return exit_code;
 }
+
+#ifdef RTD_CTL_WITH_MAIN
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+}
+
+int main(int argc, char **argv)
+{
+    rtd_log_init("rtdaq-ctl", RTD_LOG_INFO);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return rtd_ctl_main(argc, argv, &got_signal);
+}
+#endif

@@ -16,6 +16,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 
 #include "proc_internal.h"
 #include "rtd_config.h"
+#include "rtd_procd.h"
 #include "rtd_fit_cuda.h"
 #include "rtd_util.h"
 #include "rtd_wavelet.h"
@@ -35,9 +37,8 @@
 volatile sig_atomic_t proc_stop;
 static char **volatile proc_argv;
 
-static void on_signal(int sig)
+void rtd_proc_request_stop(void)
 {
-    (void)sig;
     proc_stop = 1;
 }
 
@@ -716,6 +717,50 @@ static int worker_setup(const struct proc_opts *o, struct proc_worker *w)
     return 0;
 }
 
+struct worker_thread_arg {
+    const struct proc_opts *o;
+    struct proc_worker *w;
+    int n_wavelet, wl_index;
+};
+
+static void *worker_thread(void *arg)
+{
+    struct worker_thread_arg *a = arg;
+    char pname[16];
+    snprintf(pname, sizeof pname, "proc.w%d", a->w->id);
+    prctl(PR_SET_NAME, pname);
+    int rc = a->w->role == PROC_ROLE_FITS
+                 ? proc_worker_fits(a->o, a->w)
+                 : proc_worker_wavelet(a->o, a->w, a->n_wavelet, a->wl_index);
+    if (rc < 0)
+        rtd_log(RTD_LOG_ERR, "worker thread %d ended: %s", a->w->id, strerror(-rc));
+    free(a);
+    return NULL;
+}
+
+/* In-process mode (rtdaq run --single): a thread per worker, never restarted. */
+static int worker_start_thread(const struct proc_opts *o, struct proc_worker *ws, int idx,
+                               int n_wavelet)
+{
+    struct proc_worker *w = &ws[idx];
+    struct worker_thread_arg *a = malloc(sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    *a = (struct worker_thread_arg){o, w, n_wavelet, 0};
+    for (int i = 0; i < idx; i++)
+        a->wl_index += ws[i].role == PROC_ROLE_WAVELET;
+    int rc = pthread_create(&w->thread, NULL, worker_thread, a);
+    if (rc) {
+        free(a);
+        rtd_log(RTD_LOG_ERR, "worker thread %d: %s", w->id, strerror(rc));
+        return -rc;
+    }
+    w->threaded = 1;
+    w->pid = getpid(); /* "running": the supervisor loop never restarts it */
+    w->started_ns = rtd_now_ns();
+    return 0;
+}
+
 static pid_t worker_start(const struct proc_opts *o, struct proc_worker *ws, int n, int idx,
                           int n_wavelet)
 {
@@ -762,7 +807,7 @@ static uint64_t sum_counter(const struct proc_worker *ws, int n, size_t off)
     return s;
 }
 
-int main(int argc, char **argv)
+int rtd_proc_main(int argc, char **argv, int threads)
 {
     char err[256];
     int check_only = 0;
@@ -823,7 +868,8 @@ int main(int argc, char **argv)
         }
         rtd_cwt_plan_destroy(plan);
     }
-    rtd_log_init("rtdaq-proc", o.log_level);
+    if (!threads)
+        rtd_log_init("rtdaq-proc", o.log_level);
     const int ncpu = rtd_cpu_count();
     if (o.cpu == -2)
         o.cpu = ncpu > 1 ? pick_cpu(-1, 1) : -1;
@@ -850,14 +896,6 @@ int main(int argc, char **argv)
     _Atomic uint64_t *c_restarts = NULL, *c_running = NULL;
     int ret = 1, started = 0;
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
     char supname[RTD_PROCESS_MAX];
     if (o.worker_id)
         snprintf(supname, sizeof supname, "proc.s%d", o.worker_id);
@@ -882,7 +920,8 @@ int main(int argc, char **argv)
             goto cleanup;
     }
     for (int i = 0; i < total; i++) {
-        if (worker_start(&o, ws, total, i, n_wl) < 0)
+        if (threads ? worker_start_thread(&o, ws, i, n_wl) < 0
+                    : worker_start(&o, ws, total, i, n_wl) < 0)
             goto cleanup;
         started++;
     }
@@ -902,7 +941,7 @@ int main(int argc, char **argv)
         nanosleep(&ts, NULL);
         int status;
         pid_t pid;
-        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        while (!threads && (pid = waitpid(-1, &status, WNOHANG)) > 0) {
             for (int i = 0; i < total; i++) {
                 if (ws[i].pid != pid)
                     continue;
@@ -949,6 +988,16 @@ int main(int argc, char **argv)
 
 cleanup:
     rtd_sd_stopping();
+    if (threads) {
+        /* The worker threads watch the same flag as this loop. */
+        proc_stop = 1;
+        for (int i = 0; i < total; i++)
+            if (ws[i].threaded) {
+                pthread_join(ws[i].thread, NULL);
+                ws[i].threaded = 0;
+                ws[i].pid = 0;
+            }
+    }
     /* Stop the workers: SIGTERM, then SIGKILL whoever is still there after 5 s. */
     for (int i = 0; i < total; i++)
         if (ws[i].pid > 0)

@@ -11,6 +11,7 @@
 #ifndef RTD_PROC_INTERNAL_H
 #define RTD_PROC_INTERNAL_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -80,6 +81,8 @@ struct proc_worker {
     struct rtd_ring *ring; /* the supervisor's (creator's) handle; workers attach their own */
     struct proc_counters c;
     pid_t pid;
+    pthread_t thread; /* in-process mode (rtd_proc_main with threads) */
+    int threaded;
     uint64_t started_ns;
     unsigned quick_deaths;
 };

@@ -13,26 +13,39 @@
  * children as $NOTIFY_SOCKET, so the same sd_notify() calls that systemd sees
  * in a deployment tell the launcher READY=1, STATUS= and WATCHDOG=1 here. A
  * child that stops pinging its watchdog is killed and restarted.
+ *
+ * --single runs the same daemons as threads of this process instead (their
+ * library entries rtd_acq_run, rtd_proc_main with worker threads,
+ * rtd_ctl_main, rtd_sim_packets), started one after the other on the same
+ * READY=1 notifications, stopped in reverse order through their stop flags.
+ * Nothing is restarted there: a thread that ends early ends the run.
  */
 #include "rtdaq_cli.h"
 
+#include "ctl_internal.h"
+#include "rtd_acq.h"
 #include "rtd_config.h"
+#include "rtd_procd.h"
 #include "rtd_shm.h"
+#include "rtd_sim.h"
 #include "rtd_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -71,9 +84,11 @@ struct run_opts {
     const char *mode;
     int json, quiet;
     int watchdog_s;
+    int single;
 };
 
 static atomic_int run_stop;
+static char **volatile run_argv;
 
 static void on_signal(int sig)
 {
@@ -342,6 +357,7 @@ static const char run_usage[] =
     "                       tcp://127.0.0.1:5556, tcp://127.0.0.1:5557)\n"
     "  --record DIR         record the rings to DIR\n"
     "  --watchdog S         restart a child that sends no watchdog ping for S s (default 10)\n"
+    "  --single             one process: every component as a thread (no restarts)\n"
     "  --json               final report as one JSON object on stdout\n"
     "  --quiet              no live summary\n";
 
@@ -365,6 +381,7 @@ static const struct option run_long[] = {{"instance", required_argument, 0, 'I'}
                                          {"watchdog", required_argument, 0, 'W'},
                                          {"frames", required_argument, 0, 'N'},
                                          {"frame-slots", required_argument, 0, 'S'},
+                                         {"single", no_argument, 0, 'T'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
 
@@ -487,6 +504,9 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
         case 'q':
             o->quiet = 1;
             break;
+        case 'T':
+            o->single = 1;
+            break;
         case 'W':
             if (parse_num(key, optarg, 1, 3600, &d))
                 return -EINVAL;
@@ -521,7 +541,7 @@ static int children_init(struct child *ch, const struct run_opts *o, const char 
         c->essential = i != CH_SIM;
         if (!c->enabled)
             continue;
-        if (find_program(progs[i], dirs[i], c->path, sizeof c->path)) {
+        if (!o->single && find_program(progs[i], dirs[i], c->path, sizeof c->path)) {
             fprintf(stderr, "rtdaq run: cannot find %s next to rtdaq or on $PATH\n", progs[i]);
             return -ENOENT;
         }
@@ -610,6 +630,178 @@ static void stop_child(struct child *c, double timeout_s)
     c->pid = 0;
 }
 
+/* ---- --single: the same daemons as threads of this process ------------- */
+
+struct single {
+    struct child *ch;
+    pthread_t th[CH_N];
+    int started[CH_N];
+    atomic_int done[CH_N];
+    int rc[CH_N];
+    volatile sig_atomic_t acq_stop, ctl_stop, sim_stop;
+    struct rtd_acq_config acq;
+    struct rtd_sim_packets_opts sim;
+    struct rtd_sim_packets_result sim_res;
+};
+
+static struct single sg;
+
+static void *single_thread(void *arg)
+{
+    const int i = (int)(intptr_t)arg;
+    struct child *c = &sg.ch[i];
+    int rc = 0;
+    switch (i) {
+    case CH_ACQ:
+        rc = rtd_acq_run(&sg.acq, &sg.acq_stop) ? 1 : 0;
+        break;
+    case CH_PROC:
+        rc = rtd_proc_main(c->argc, c->argv, 1);
+        break;
+    case CH_CTL:
+        rc = rtd_ctl_main(c->argc, c->argv, &sg.ctl_stop);
+        break;
+    default:
+        rc = rtd_sim_packets(&sg.sim, &sg.sim_stop, &sg.sim_res) ? 1 : 0;
+        break;
+    }
+    sg.rc[i] = rc;
+    atomic_store(&sg.done[i], 1);
+    return NULL;
+}
+
+/* Drain the notification socket; 1 when a READY=1 came (every sender is this process). */
+static int single_drain(void)
+{
+    int ready = 0;
+    char buf[1024];
+    ssize_t n;
+    while ((n = recv(notify_fd, buf, sizeof buf - 1, MSG_DONTWAIT)) > 0) {
+        buf[n] = 0;
+        ready |= strstr(buf, "READY=1") != NULL;
+    }
+    return ready;
+}
+
+static int single_start_one(int i, double timeout_s, int quiet)
+{
+    /* Ctrl-C and SIGTERM go to the launcher's thread only; it stops the others in order. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int rc = pthread_create(&sg.th[i], NULL, single_thread, (void *)(intptr_t)i);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc)
+        return -rc;
+    sg.started[i] = 1;
+    if (i == CH_SIM)
+        return 0;
+    /* One component starts at a time, so the next READY=1 is this one's. */
+    uint64_t end = rtd_now_ns() + (uint64_t)(timeout_s * 1e9);
+    while (rtd_now_ns() < end && !atomic_load(&run_stop)) {
+        if (single_drain()) {
+            if (!quiet)
+                fprintf(stderr, "rtdaq run: %s ready (thread)\n", sg.ch[i].name);
+            return 0;
+        }
+        if (atomic_load(&sg.done[i]))
+            return -ECHILD;
+        usleep(10000);
+    }
+    return -ETIMEDOUT;
+}
+
+static int single_init(struct child *ch, const struct run_opts *o)
+{
+    memset(&sg, 0, sizeof sg);
+    sg.ch = ch;
+    rtd_acq_config_defaults(&sg.acq);
+    if (rtd_acq_config_parse(&sg.acq, ch[CH_ACQ].argc, ch[CH_ACQ].argv))
+        return -EINVAL;
+    sg.sim = (struct rtd_sim_packets_opts){.host = "127.0.0.1",
+                                           .port = o->packet_port,
+                                           .clients = (uint32_t)o->sim_clients,
+                                           .rate = o->sim_rate,
+                                           .batch = (uint32_t)o->sim_batch,
+                                           .size = 32,
+                                           .duration = 1e9};
+    return 0;
+}
+
+static int single_start(const struct run_opts *o)
+{
+    /* The daemons' sd_notify() reaches the launcher's socket, as a child's would. */
+    setenv("NOTIFY_SOCKET", notify_name, 1);
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("WATCHDOG_PID");
+    static const int order[CH_N] = {CH_ACQ, CH_PROC, CH_CTL, CH_SIM};
+    for (int k = 0; k < CH_N && !atomic_load(&run_stop); k++) {
+        const int i = order[k];
+        if (!sg.ch[i].enabled)
+            continue;
+        int rc = single_start_one(i, 15.0, o->quiet);
+        if (rc) {
+            fprintf(stderr, "rtdaq run: %s %s\n", sg.ch[i].name,
+                    rc == -ECHILD      ? "ended during start-up (see its messages above)"
+                    : rc == -ETIMEDOUT ? "did not report ready within 15 s"
+                                       : "could not start");
+            return RTD_EXIT_FAIL;
+        }
+    }
+    return RTD_EXIT_OK;
+}
+
+/* An essential component whose thread ended stops the run (nothing restarts in-process). */
+static int single_check(int quiet)
+{
+    single_drain();
+    for (int i = 0; i < CH_SIM; i++)
+        if (sg.started[i] && atomic_load(&sg.done[i])) {
+            fprintf(stderr, "\nrtdaq run: %s ended (status %d): stopping\n", sg.ch[i].name,
+                    sg.rc[i]);
+            return sg.rc[i] ? RTD_EXIT_FAIL : RTD_EXIT_OK;
+        }
+    if (sg.started[CH_SIM] && atomic_load(&sg.done[CH_SIM]) && !quiet) {
+        fprintf(stderr, "\nrtdaq run: sim finished\n");
+        sg.started[CH_SIM] = 2; /* said once; still joined at the end */
+    }
+    return -1;
+}
+
+static int single_join(int i, double timeout_s)
+{
+    if (!sg.started[i])
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)timeout_s;
+    int rc = pthread_timedjoin_np(sg.th[i], NULL, &ts);
+    if (rc) {
+        fprintf(stderr, "rtdaq run: %s did not stop in %.0f s\n", sg.ch[i].name, timeout_s);
+        return -rc;
+    }
+    sg.started[i] = 0;
+    return sg.rc[i] && i != CH_SIM ? -EIO : 0;
+}
+
+/* Reverse order: the simulator first, acq (the rings' creator) last. */
+static int single_stop(void)
+{
+    int bad = 0;
+    sg.sim_stop = 1;
+    bad |= single_join(CH_SIM, 5) != 0;
+    sg.ctl_stop = 1;
+    bad |= single_join(CH_CTL, 10) != 0;
+    rtd_proc_request_stop();
+    bad |= single_join(CH_PROC, 10) != 0;
+    sg.acq_stop = 1;
+    bad |= single_join(CH_ACQ, 10) != 0;
+    single_drain();
+    return bad ? RTD_EXIT_FAIL : RTD_EXIT_OK;
+}
+
 static void count_left(const char *ring, void *arg)
 {
     (void)ring;
@@ -623,6 +815,7 @@ int rtd_cmd_run(int argc, char **argv)
         fprintf(stderr, "rtdaq run: %s\n", err);
         return RTD_EXIT_USAGE;
     }
+    run_argv = argv; /* lives until exit (rtd_config_argv's contract); reachable for LSan */
     struct run_opts o;
     if (run_parse(argc, argv, &o))
         return RTD_EXIT_USAGE;
@@ -634,10 +827,11 @@ int rtd_cmd_run(int argc, char **argv)
         return RTD_EXIT_USAGE;
     }
 
-    struct child ch[CH_N];
+    /* Static: the children's argv (and the threads' in --single) live until exit, reachable. */
+    static struct child ch[CH_N];
     if (children_init(ch, &o, instance))
         return RTD_EXIT_FAIL;
-    if (check_configs(ch))
+    if (o.single ? single_init(ch, &o) : check_configs(ch))
         return RTD_EXIT_USAGE;
     if (rtd_config_check_only()) {
         printf("config ok\n");
@@ -657,9 +851,13 @@ int rtd_cmd_run(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int status = RTD_EXIT_OK;
+    if (o.single) {
+        rtd_log_init("rtdaq", o.quiet ? RTD_LOG_WARN : RTD_LOG_INFO);
+        status = single_start(&o);
+    }
     /* Order matters: acq creates the rings the others attach to. */
     static const int order[CH_N] = {CH_ACQ, CH_PROC, CH_CTL, CH_SIM};
-    for (int k = 0; k < CH_N && !atomic_load(&run_stop); k++) {
+    for (int k = 0; k < CH_N && !o.single && !atomic_load(&run_stop); k++) {
         struct child *c = &ch[order[k]];
         if (!c->enabled)
             continue;
@@ -684,11 +882,20 @@ int rtd_cmd_run(int argc, char **argv)
     int tty = isatty(STDERR_FILENO);
     while (status == RTD_EXIT_OK && !atomic_load(&run_stop)) {
         usleep(20000);
-        notify_poll(ch, o.quiet);
+        if (o.single) {
+            int end = single_check(o.quiet);
+            if (end >= 0) {
+                status = end;
+                break;
+            }
+        } else {
+            notify_poll(ch, o.quiet);
+        }
+        /* After the poll: a ping stamped later than now would wrap the watchdog check. */
         uint64_t now = rtd_now_ns();
         int st;
         pid_t pid;
-        while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        while (!o.single && (pid = waitpid(-1, &st, WNOHANG)) > 0) {
             struct child *c = child_by_pid(ch, pid);
             if (!c)
                 continue;
@@ -704,7 +911,7 @@ int rtd_cmd_run(int argc, char **argv)
                     WIFSIGNALED(st) ? "killed by signal" : "exited with",
                     WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
         }
-        for (int i = 0; i < CH_N; i++) {
+        for (int i = 0; i < CH_N && !o.single; i++) {
             struct child *c = &ch[i];
             if (!c->enabled || !c->essential)
                 continue;
@@ -747,10 +954,15 @@ int rtd_cmd_run(int argc, char **argv)
         fputc('\n', stderr);
 
     /* Stop in reverse order: the simulator first, acq (the rings' creator) last. */
-    stop_child(&ch[CH_SIM], 3);
-    stop_child(&ch[CH_CTL], 5);
-    stop_child(&ch[CH_PROC], 5);
-    stop_child(&ch[CH_ACQ], 5);
+    if (o.single) {
+        if (single_stop() != RTD_EXIT_OK)
+            status = RTD_EXIT_FAIL;
+    } else {
+        stop_child(&ch[CH_SIM], 3);
+        stop_child(&ch[CH_CTL], 5);
+        stop_child(&ch[CH_PROC], 5);
+        stop_child(&ch[CH_ACQ], 5);
+    }
     int left = 0;
     rtd_shm_list(instance, count_left, &left);
 
@@ -769,6 +981,7 @@ int rtd_cmd_run(int argc, char **argv)
         (double)rtd_hist_percentile(cur.lat_buckets, 0.99) / 1e3, "restarts_acq",
         ch[CH_ACQ].restarts, "restarts_proc", ch[CH_PROC].restarts, "restarts_ctl",
         ch[CH_CTL].restarts, "segments_left", left);
+    json_object_set_new(rep, "single", json_boolean(o.single));
     if (o.json) {
         char *s = json_dumps(rep, JSON_COMPACT);
         printf("%s\n", s);
