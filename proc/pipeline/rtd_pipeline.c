@@ -549,16 +549,20 @@ static int detect(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int 
     const int bin = c->bin;
     w /= bin;
     h /= bin;
-    for (int y = 0; y < h; y++) {
-        const uint16_t *src = frame + (size_t)(wy0 + y * bin) * stride + (size_t)wx0;
-        if (bin == 1)
-            load_row1(src, w, p->pad + p->rx);
-        else
-            load_row2(src, src + stride, w, p->pad + p->rx);
-        blur_row(p->pad, w, p->hbl + (size_t)y * (size_t)w, p->wx, p->rx);
-    }
+    /* Each horizontal row is made just before the first vertical output that needs it, so it
+     * is still in L1 when the ry output rows around it read it. */
     const float *rows[2 * PIPE_MAX_RADIUS + 1];
+    int made = 0;
     for (int y = 0; y < h; y++) {
+        const int need = y + p->ry < h ? y + p->ry : h - 1;
+        for (; made <= need; made++) {
+            const uint16_t *src = frame + (size_t)(wy0 + made * bin) * stride + (size_t)wx0;
+            if (bin == 1)
+                load_row1(src, w, p->pad + p->rx);
+            else
+                load_row2(src, src + stride, w, p->pad + p->rx);
+            blur_row(p->pad, w, p->hbl + (size_t)made * (size_t)w, p->wx, p->rx);
+        }
         for (int k = -p->ry; k <= p->ry; k++) {
             int yy = y + k < 0 ? -(y + k) - 1 : (y + k >= h ? 2 * h - 1 - (y + k) : y + k);
             yy = yy < 0 ? 0 : (yy >= h ? h - 1 : yy);
