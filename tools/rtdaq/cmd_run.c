@@ -39,6 +39,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -61,7 +62,8 @@ struct child {
     int enabled;
     int ready;
     int restarts;
-    int essential; /* restart when it dies; sim is allowed to finish */
+    int essential;    /* restart when it dies; sim is allowed to finish */
+    int housekeeping; /* off the hot path: runs on hk_cpus (ctl, sim) */
     uint64_t started_ns, last_ping_ns, restart_at_ns;
 };
 
@@ -88,6 +90,9 @@ struct run_opts {
 };
 
 static atomic_int run_stop;
+/* Cores for the processes off the hot path: every allowed core but the fit workers'. */
+static cpu_set_t hk_cpus;
+static int hk_pin;
 static char **volatile run_argv;
 
 static void on_signal(int sig)
@@ -180,6 +185,11 @@ static int child_start(struct child *c, const struct run_opts *o)
         setenv("WATCHDOG_PID", buf, 1);
         snprintf(buf, sizeof buf, "%llu", (unsigned long long)o->watchdog_s * 1000000ull);
         setenv("WATCHDOG_USEC", buf, 1);
+        /* ctl and the simulator would otherwise be scheduled onto a fit worker's core and
+         * preempt it for whole time slices: at 10 kHz that is frames the ring must absorb. */
+        if (c->housekeeping && hk_pin && sched_setaffinity(0, sizeof hk_cpus, &hk_cpus) != 0)
+            fprintf(stderr, "rtdaq run: %s: cannot set its cores: %s (running unpinned)\n", c->name,
+                    strerror(errno));
         execv(c->path, c->argv);
         fprintf(stderr, "rtdaq run: exec %s: %s\n", c->path, strerror(errno));
         _exit(127);
@@ -527,6 +537,32 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
     return 0;
 }
 
+/*
+ * The fit workers take cores 1..n (rtdaq-proc's default placement, in the order of the
+ * allowed cores); ctl and the simulator get the rest, which always includes the ingest
+ * core. With every core but the ingest core taken by a fit worker (--workers auto) that
+ * is the ingest core alone: acq's loop sleeps between frames, a fit worker does not.
+ */
+static void housekeeping_cpus(const struct run_opts *o)
+{
+    hk_pin = 0;
+    cpu_set_t all;
+    if (o->single || sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < 2 ||
+        !strcmp(o->mode, "wavelet"))
+        return;
+    int cpus[CPU_SETSIZE], n = 0;
+    for (int i = 0; i < CPU_SETSIZE; i++)
+        if (CPU_ISSET(i, &all))
+            cpus[n++] = i;
+    int fit = strcmp(o->workers, "auto") ? atoi(o->workers) : n - 1;
+    if (fit < 1)
+        return;
+    hk_cpus = all;
+    for (int i = 0; i < fit && i < n - 1; i++)
+        CPU_CLR(cpus[1 + i], &hk_cpus);
+    hk_pin = CPU_COUNT(&hk_cpus) > 0;
+}
+
 /* Build each child's argv; the config file goes to every child so [acq] etc. apply. */
 static int children_init(struct child *ch, const struct run_opts *o, const char *instance)
 {
@@ -555,6 +591,8 @@ static int children_init(struct child *ch, const struct run_opts *o, const char 
         if (i != CH_SIM)
             child_arg(c, "--instance=%s", instance);
     }
+    housekeeping_cpus(o);
+    ch[CH_CTL].housekeeping = ch[CH_SIM].housekeeping = 1;
     child_arg(&ch[CH_ACQ], "--source=synthetic");
     /* The ingest loop owns core 0 and the fit workers start at core 1 (rtdaq-proc's default).
      * 1024 slots hold ~100 ms of 10 kHz frames: a VM's ms-long preemptions of a worker are
