@@ -95,7 +95,7 @@ void rtd_pipe_config_default(struct rtd_pipe_config *c, enum rtd_pipe_analysis a
     c->roi_h = analysis == RTD_PIPE_SHM ? 31 : 11;
     c->min_pixels = 4;
     c->bin = 2;
-    c->subsample = 3;
+    c->subsample = 4;
     c->sigma_guess = 2.0f;
     c->dup_dist = 1.5f;
     c->estimator = 0;
@@ -557,6 +557,15 @@ static int detect(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int 
         const int need = y + p->ry < h ? y + p->ry : h - 1;
         for (; made <= need; made++) {
             const uint16_t *src = frame + (size_t)(wy0 + made * bin) * stride + (size_t)wx0;
+            /* The frame was just written by the ingest core: ask for the source rows two
+             * binned rows ahead while this one is blurred, instead of stalling on each line. */
+            if (made + 2 < h) {
+                const char *pf = (const char *)(src + (size_t)(2 * bin) * stride);
+                const size_t bytes = (size_t)w * (size_t)bin * sizeof(uint16_t);
+                for (int r = 0; r < bin; r++, pf += stride * sizeof(uint16_t))
+                    for (size_t o = 0; o < bytes; o += 64)
+                        __builtin_prefetch(pf + o);
+            }
             if (bin == 1)
                 load_row1(src, w, p->pad + p->rx);
             else
