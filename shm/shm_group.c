@@ -309,7 +309,7 @@ int rtd_group_wait(struct rtd_group *gh, uint64_t timeout_ns)
     uint32_t w = atomic_load_explicit(&h->data_futex, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->data_sleepers, 1, memory_order_relaxed);
     /* F2: pairs with F1 in rtd_ring_wake_consumers(). */
-    RTD_FENCE(memory_order_seq_cst, RTD_FENCE_WAKE);
+    timeout_ns = rtd_sleep_fence(RTD_FENCE_WAKE, timeout_ns);
     int rc = 0;
     uint64_t p = atomic_load_explicit(&h->published, memory_order_relaxed);
     uint64_t n = atomic_load_explicit(&gh->g->next, memory_order_relaxed);

@@ -91,6 +91,18 @@ void rtd_ring_wake_consumers(struct rtd_ring *r);
 /* Consumer side: wake the producer if it sleeps waiting for space (after a release). */
 void rtd_ring_wake_producer(struct rtd_ring *r);
 
+/*
+ * Store-load barriers of the wake-up handshakes (see shm_seg.c). The waker
+ * (after publishing work, before reading the sleeper count) calls
+ * rtd_wake_fence(); the sleeper (after counting itself, before re-checking for
+ * work) calls rtd_sleep_fence() and sleeps at most the timeout it returns.
+ * rtd_membarrier_init() registers the process early (ring create/attach) so the
+ * first publish does not pay for it.
+ */
+void rtd_membarrier_init(void);
+void rtd_wake_fence(int pair);
+uint64_t rtd_sleep_fence(int pair, uint64_t timeout_ns);
+
 /* Bounded string copy that always terminates (labels and names in shared memory). */
 void rtd_strlcpy(char *dst, const char *src, size_t cap);
 

@@ -100,6 +100,7 @@ size_t rtd_ring_memsize(const struct rtd_ring_config *cfg)
 static void ring_bind(struct rtd_ring *r)
 {
     struct rtd_ring_hdr *h = r->seg.base;
+    rtd_membarrier_init(); /* off the hot path: the first publish does not register */
     r->hdr = h;
     r->hot.data = (uint8_t *)r->seg.base + h->data_off;
     if (h->kind == RTD_RING_FRAME) {
@@ -351,7 +352,7 @@ void rtd_ring_wake_consumers(struct rtd_ring *r)
 {
     struct rtd_ring_hdr *h = r->hdr;
     /* F1: pairs with F2 in rtd_consumer_wait(): either it sees published or we see it sleeping. */
-    RTD_FENCE(memory_order_seq_cst, RTD_FENCE_WAKE);
+    rtd_wake_fence(RTD_FENCE_WAKE);
     if (atomic_load_explicit(&h->data_sleepers, memory_order_relaxed)) {
         atomic_fetch_add_explicit(&h->data_futex, 1, memory_order_relaxed);
         rtd_futex_wake(&h->data_futex);
@@ -364,7 +365,7 @@ void rtd_ring_wake_producer(struct rtd_ring *r)
     if (h->overflow != RTD_OVERFLOW_BLOCK)
         return; /* a drop-newest producer never sleeps for space */
     /* F5: pairs with F6 in rtd_ring_wait_space(). */
-    RTD_FENCE(memory_order_seq_cst, RTD_FENCE_SPACE);
+    rtd_wake_fence(RTD_FENCE_SPACE);
     if (atomic_load_explicit(&h->space_sleepers, memory_order_relaxed)) {
         atomic_fetch_add_explicit(&h->space_futex, 1, memory_order_relaxed);
         rtd_futex_wake(&h->space_futex);
@@ -378,7 +379,7 @@ int rtd_ring_wait_space(struct rtd_ring *r, uint64_t timeout_ns)
     uint32_t w = atomic_load_explicit(&h->space_futex, memory_order_relaxed);
     atomic_store_explicit(&h->space_sleepers, 1, memory_order_relaxed);
     /* F6: pairs with F5: either a releasing consumer sees us asleep or we see its cursor. */
-    RTD_FENCE(memory_order_seq_cst, RTD_FENCE_SPACE);
+    timeout_ns = rtd_sleep_fence(RTD_FENCE_SPACE, timeout_ns);
     uint64_t before = r->hot.cached_min;
     r->last_liveness_ns = 0;
     int rc = 0;
@@ -620,7 +621,7 @@ int rtd_consumer_wait(struct rtd_consumer *c, uint64_t timeout_ns)
     uint32_t w = atomic_load_explicit(&h->data_futex, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->data_sleepers, 1, memory_order_relaxed);
     /* F2: pairs with F1 in rtd_ring_wake_consumers(). */
-    RTD_FENCE(memory_order_seq_cst, RTD_FENCE_WAKE);
+    timeout_ns = rtd_sleep_fence(RTD_FENCE_WAKE, timeout_ns);
     int rc = 0;
     uint64_t p = atomic_load_explicit(&h->published, memory_order_relaxed);
     if (diff64(p, c->hot.pos) <= 0 &&

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Segments: name validation, create/attach/close of POSIX shared memory,
- * listing and cleaning an instance's segments in /dev/shm, and the two
- * kernel helpers the rings need (futex, "is this pid still alive").
+ * listing and cleaning an instance's segments in /dev/shm, and the
+ * kernel helpers the rings need (futex, membarrier, "is this pid still alive").
  */
 #include "shm_internal.h"
 #include "rtd_util.h"
@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -117,6 +120,88 @@ int rtd_futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t timeout_ns)
 void rtd_futex_wake(_Atomic uint32_t *word)
 {
     syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/*
+ * Wake-up handshakes without a fence on the hot side. A sleeper announces
+ * itself (sleepers++) and then checks for work; a waker publishes work and
+ * then checks for sleepers. Each side needs a store-load barrier between its
+ * two steps, and on x86 the waker's (an mfence after storing a line the other
+ * core is reading) waits for that line's round trip: 100+ ns per publish, which
+ * capped publishing each record near ZeroMQ's rate. Instead every process
+ * registers for MEMBARRIER_CMD_GLOBAL_EXPEDITED and the sleeper, on its slow
+ * path, runs membarrier(): every registered thread that is running executes a
+ * full barrier before it returns, so the waker's program order is enough.
+ *
+ * membar_state: 0 not yet tried in this process, 1 registered (wakers skip the
+ * fence; sleepers run membarrier), -1 unavailable (wakers fence; sleepers fence
+ * and sleep at most RTD_SLEEP_CAP_NS, since a registered peer may skip its fence).
+ * ThreadSanitizer does not model membarrier: its builds always fence.
+ */
+#define RTD_SLEEP_CAP_NS 1000000u
+static _Atomic int membar_state;
+
+static void membar_atfork_child(void)
+{
+    /* Registration belongs to the address space; a forked child registers anew. */
+    atomic_store_explicit(&membar_state, 0, memory_order_relaxed);
+}
+
+static int membar_init(void)
+{
+#if defined(__SANITIZE_THREAD__)
+    return -1;
+#else
+    long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    int want = MEMBARRIER_CMD_GLOBAL_EXPEDITED | MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED;
+    int st = -1;
+    if (q >= 0 && (q & want) == want &&
+        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0)
+        st = 1;
+    static _Atomic int atfork_done;
+    if (!atomic_exchange_explicit(&atfork_done, 1, memory_order_relaxed))
+        (void)pthread_atfork(NULL, NULL, membar_atfork_child);
+    /* Relaxed: each thread that races here computes the same answer. */
+    atomic_store_explicit(&membar_state, st, memory_order_relaxed);
+    return st;
+#endif
+}
+
+void rtd_membarrier_init(void)
+{
+    if (atomic_load_explicit(&membar_state, memory_order_relaxed) == 0)
+        (void)membar_init();
+}
+
+void rtd_wake_fence(int pair)
+{
+    int st = atomic_load_explicit(&membar_state, memory_order_relaxed);
+    if (st == 0)
+        st = membar_init();
+    if (st > 0)
+        atomic_signal_fence(
+            memory_order_seq_cst); /* order for the compiler; CPU: the sleeper's membarrier */
+    else
+        RTD_FENCE(memory_order_seq_cst, pair);
+    (void)pair;
+}
+
+uint64_t rtd_sleep_fence(int pair, uint64_t timeout_ns)
+{
+    RTD_FENCE(memory_order_seq_cst, pair);
+    (void)pair;
+    int st = atomic_load_explicit(&membar_state, memory_order_relaxed);
+    if (st == 0)
+        st = membar_init();
+    if (st > 0 && syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0)
+        return timeout_ns;
+    if (st > 0)
+        atomic_store_explicit(&membar_state, -1, memory_order_relaxed);
+#if defined(__SANITIZE_THREAD__)
+    return timeout_ns;
+#else
+    return timeout_ns < RTD_SLEEP_CAP_NS ? timeout_ns : RTD_SLEEP_CAP_NS;
+#endif
 }
 
 void rtd_seg_init_hdr(void *base, uint64_t magic, uint32_t seg_type, size_t seg_bytes,

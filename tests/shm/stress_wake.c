@@ -1,0 +1,370 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stress test of the futex wake-up handshakes (F1/F2 and F5/F6 in shm/): two
+ * processes play ping-pong so that one side goes to sleep at the very moment
+ * the other publishes, again and again. A lost wake-up leaves the sleeper
+ * asleep until its (long) timeout while the other side waits for an answer
+ * that cannot come: the test fails when one round trip takes over 2 s.
+ *
+ *   stress_wake [--rounds N] [--mode procs|threads]
+ *
+ * Three cases, each N rounds:
+ *   data:  packet ring; the producer publishes one record, the reliable
+ *          consumer (which never spins, it sleeps at once) acks it.
+ *   group: frame ring; the same with a consumer-group member (rtd_group_wait).
+ *   space: 2-slot frame ring under RTD_OVERFLOW_BLOCK; the producer keeps it
+ *          full and sleeps for space, the consumer releases one frame per ack.
+ * The waker sometimes waits a random few microseconds first, so the two sides
+ * meet at every point of each other's sleep path. threads: both sides are
+ * threads of one process, on one mapping, so ThreadSanitizer sees the orderings.
+ * Exit 0 pass, 1 fail.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rtd_shm.h"
+#include "rtd_util.h"
+
+#define STALL_NS 2000000000ull  /* a round trip longer than this is a lost wake-up */
+#define SLEEP_NS 30000000000ull /* the sleeper's own timeout: far beyond STALL_NS */
+
+enum wcase { W_DATA, W_GROUP, W_SPACE };
+static const char *const case_name[] = {"data", "group", "space"};
+
+struct ctl {
+    _Atomic uint64_t ack;  /* rounds the consumer has finished */
+    _Atomic int ready;     /* the consumer is attached */
+    _Atomic int fail;      /* the consumer saw something wrong */
+    _Atomic uint64_t slow; /* the longest round trip (ns) */
+};
+
+static struct ctl *ctl;
+static char inst[32];
+static uint64_t rounds = 20000;
+static struct rtd_ring *shared_ring; /* threads mode: one mapping for both sides */
+
+/* A few microseconds of busy wait, every few rounds: moves the waker along the sleeper's path. */
+static void jitter(uint64_t i)
+{
+    uint64_t x = i * 0x9E3779B97F4A7C15ull;
+    x ^= x >> 29;
+    if ((x & 3) == 0)
+        return;
+    uint64_t until = rtd_now_ns() + (x >> 40) % 20000;
+    while (rtd_now_ns() < until) {
+    }
+}
+
+/* The producer's side: wait for the consumer's ack of round i, or fail after STALL_NS. */
+static int wait_ack(uint64_t want, enum wcase wc)
+{
+    uint64_t t0 = rtd_now_ns();
+    while (atomic_load_explicit(&ctl->ack, memory_order_acquire) < want) {
+        uint64_t dt = rtd_now_ns() - t0;
+        if (dt > STALL_NS) {
+            fprintf(stderr, "stress_wake %s: round %llu: no answer in %.1f s: lost wake-up\n",
+                    case_name[wc], (unsigned long long)want, (double)dt / 1e9);
+            return -1;
+        }
+        if (atomic_load_explicit(&ctl->fail, memory_order_relaxed))
+            return -1;
+    }
+    uint64_t dt = rtd_now_ns() - t0;
+    if (dt > atomic_load_explicit(&ctl->slow, memory_order_relaxed))
+        atomic_store_explicit(&ctl->slow, dt, memory_order_relaxed);
+    return 0;
+}
+
+static int ring_get(struct rtd_ring **r, const char *name)
+{
+    if (shared_ring) {
+        *r = shared_ring;
+        return 0;
+    }
+    return rtd_ring_attach(r, inst, name);
+}
+
+static void ring_put(struct rtd_ring *r)
+{
+    if (r != shared_ring)
+        rtd_ring_close(r);
+}
+
+static void consumer_fail(const char *what, uint64_t i, long got)
+{
+    fprintf(stderr, "stress_wake: consumer: %s at round %llu (%ld)\n", what, (unsigned long long)i,
+            got);
+    atomic_store(&ctl->fail, 1);
+}
+
+/* ---- consumers: never spin; sleep as soon as there is nothing ---------------- */
+
+static void consume_data(void)
+{
+    struct rtd_ring *r;
+    struct rtd_consumer *c;
+    if (ring_get(&r, "wake") || rtd_consumer_open(&c, r, RTD_CONSUMER_RELIABLE, "sleeper")) {
+        consumer_fail("attach", 0, 0);
+        return;
+    }
+    atomic_store(&ctl->ready, 1);
+    for (uint64_t i = 0; i < rounds;) {
+        const struct rtd_pkt_hdr *h;
+        int rc = rtd_pkt_next(c, &h);
+        if (rc == -EAGAIN) {
+            rc = rtd_consumer_wait(c, SLEEP_NS);
+            if (rc < 0 && rc != -ETIMEDOUT) {
+                consumer_fail("wait", i, rc);
+                break;
+            }
+            continue;
+        }
+        uint64_t v;
+        memcpy(&v, h + 1, sizeof v);
+        if (rc || v != i) {
+            consumer_fail("record out of order", i, rc ? rc : (long)v);
+            break;
+        }
+        rtd_pkt_release(c);
+        atomic_store_explicit(&ctl->ack, ++i, memory_order_release);
+    }
+    rtd_consumer_close(c);
+    ring_put(r);
+}
+
+static void consume_group(void)
+{
+    struct rtd_ring *r;
+    struct rtd_group *g;
+    if (ring_get(&r, "wake") || rtd_group_join(&g, r, "workers", "sleeper")) {
+        consumer_fail("attach", 0, 0);
+        return;
+    }
+    atomic_store(&ctl->ready, 1);
+    for (uint64_t i = 0; i < rounds;) {
+        struct rtd_frame f;
+        int rc = rtd_group_take(g, &f);
+        if (rc == -EAGAIN) {
+            rc = rtd_group_wait(g, SLEEP_NS);
+            if (rc < 0 && rc != -ETIMEDOUT) {
+                consumer_fail("wait", i, rc);
+                break;
+            }
+            continue;
+        }
+        uint64_t v;
+        memcpy(&v, f.data, sizeof v);
+        if (rc || v != i) {
+            consumer_fail("frame out of order", i, rc ? rc : (long)v);
+            break;
+        }
+        rtd_group_done(g, &f);
+        atomic_store_explicit(&ctl->ack, ++i, memory_order_release);
+    }
+    rtd_group_leave(g);
+    ring_put(r);
+}
+
+/* space: release one frame per round; the producer, asleep on a full ring, must wake. */
+static void consume_space(void)
+{
+    struct rtd_ring *r;
+    struct rtd_consumer *c;
+    if (ring_get(&r, "wake") || rtd_consumer_open(&c, r, RTD_CONSUMER_RELIABLE, "gate")) {
+        consumer_fail("attach", 0, 0);
+        return;
+    }
+    atomic_store(&ctl->ready, 1);
+    for (uint64_t i = 0; i < rounds;) {
+        struct rtd_frame f;
+        int rc = rtd_frame_peek(c, &f);
+        if (rc == -EAGAIN) {
+            rc = rtd_consumer_wait(c, SLEEP_NS);
+            if (rc < 0 && rc != -ETIMEDOUT) {
+                consumer_fail("wait", i, rc);
+                break;
+            }
+            continue;
+        }
+        uint64_t v;
+        memcpy(&v, f.data, sizeof v);
+        if (rc || v != i) {
+            consumer_fail("frame out of order", i, rc ? rc : (long)v);
+            break;
+        }
+        /* Wait until the producer is (about to be) asleep on the full ring, then free a slot. */
+        jitter(i);
+        rtd_frame_release(c);
+        atomic_store_explicit(&ctl->ack, ++i, memory_order_release);
+    }
+    rtd_consumer_close(c);
+    ring_put(r);
+}
+
+/* ---- producers ------------------------------------------------------------ */
+
+static int produce(struct rtd_ring *r, enum wcase wc)
+{
+    for (uint64_t i = 0; i < rounds; i++) {
+        jitter(i);
+        if (wc == W_DATA) {
+            int err;
+            uint64_t *p = rtd_pkt_reserve(r, sizeof(uint64_t), 1, &err);
+            if (!p) {
+                fprintf(stderr, "stress_wake data: reserve: %d\n", err);
+                return -1;
+            }
+            *p = i;
+            rtd_pkt_publish(r);
+        } else {
+            struct rtd_frame f;
+            int rc;
+            /* space: the ring holds 2 frames, so from round 2 on this sleeps for space. */
+            uint64_t t0 = rtd_now_ns();
+            while ((rc = rtd_frame_claim(r, &f)) == -ENOBUFS || rc == -EAGAIN) {
+                if (rtd_now_ns() - t0 > STALL_NS) {
+                    fprintf(stderr, "stress_wake %s: round %llu: no space in 2 s: lost wake-up\n",
+                            case_name[wc], (unsigned long long)i);
+                    return -1;
+                }
+                rc = rtd_ring_wait_space(r, SLEEP_NS);
+                if (rc < 0 && rc != -ETIMEDOUT) {
+                    fprintf(stderr, "stress_wake space: wait: %d\n", rc);
+                    return -1;
+                }
+            }
+            if (rc) {
+                fprintf(stderr, "stress_wake %s: claim: %d\n", case_name[wc], rc);
+                return -1;
+            }
+            memcpy(f.data, &i, sizeof i);
+            f.hdr->len = sizeof i;
+            f.hdr->type = 1;
+            rtd_frame_publish(r, &f);
+        }
+        /* space: the consumer answers round i - 1 while we wait for room for round i + 1. */
+        if (wc != W_SPACE && wait_ack(i + 1, wc))
+            return -1;
+    }
+    return wait_ack(rounds, wc);
+}
+
+struct thread_arg {
+    enum wcase wc;
+};
+
+static void *consumer_thread(void *arg)
+{
+    enum wcase wc = ((struct thread_arg *)arg)->wc;
+    if (wc == W_DATA)
+        consume_data();
+    else if (wc == W_GROUP)
+        consume_group();
+    else
+        consume_space();
+    return NULL;
+}
+
+static int run_case(enum wcase wc, bool threads)
+{
+    struct rtd_ring_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    if (wc == W_DATA) {
+        cfg.kind = RTD_RING_PACKET;
+        cfg.data_bytes = 1u << 16;
+        cfg.overflow = RTD_OVERFLOW_BLOCK;
+    } else {
+        cfg.kind = RTD_RING_FRAME;
+        cfg.slot_payload = 64;
+        cfg.slot_count = wc == W_SPACE ? 2 : 16;
+        cfg.overflow = RTD_OVERFLOW_BLOCK;
+    }
+    struct rtd_ring *r;
+    int rc = rtd_ring_create(&r, inst, "wake", &cfg);
+    if (rc) {
+        fprintf(stderr, "stress_wake: create: %d\n", rc);
+        return -1;
+    }
+    memset(ctl, 0, sizeof *ctl);
+    struct thread_arg ta = {wc};
+    pthread_t th;
+    pid_t pid = -1;
+    if (threads) {
+        shared_ring = r;
+        pthread_create(&th, NULL, consumer_thread, &ta);
+    } else {
+        pid = fork();
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            consumer_thread(&ta);
+            _exit(atomic_load(&ctl->fail) ? 1 : 0);
+        }
+    }
+    while (!atomic_load(&ctl->ready) && !atomic_load(&ctl->fail))
+        usleep(100);
+    uint64_t t0 = rtd_now_ns();
+    int fail = atomic_load(&ctl->fail) || produce(r, wc) != 0;
+    double secs = (double)(rtd_now_ns() - t0) / 1e9;
+    if (threads) {
+        if (fail) {
+            /* The consumer may sleep for SLEEP_NS; closing the ring wakes it with end of stream. */
+            rtd_ring_close(r);
+            r = NULL;
+            _exit(1);
+        }
+        pthread_join(th, NULL);
+    } else {
+        int st = 0;
+        if (fail)
+            kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        fail |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+    }
+    fail |= atomic_load(&ctl->fail);
+    shared_ring = NULL;
+    rtd_ring_close(r);
+    printf("stress_wake %-5s %s: %llu rounds in %.2f s (%.1f us each), slowest %.3f ms: %s\n",
+           case_name[wc], threads ? "threads" : "procs", (unsigned long long)rounds, secs,
+           secs * 1e6 / (double)rounds, (double)atomic_load(&ctl->slow) / 1e6,
+           fail ? "FAIL" : "ok");
+    return fail ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    bool threads = false;
+    static const struct option opts[] = {{"rounds", required_argument, NULL, 'n'},
+                                         {"mode", required_argument, NULL, 'm'},
+                                         {NULL, 0, NULL, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "n:m:", opts, NULL)) != -1) {
+        if (o == 'n')
+            rounds = strtoull(optarg, NULL, 0);
+        else if (o == 'm')
+            threads = !strcmp(optarg, "threads");
+        else
+            return 2;
+    }
+    if (rounds < 4)
+        rounds = 4;
+    snprintf(inst, sizeof inst, "sw%d", (int)getpid());
+    alarm(240);
+    ctl = mmap(NULL, sizeof *ctl, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (ctl == MAP_FAILED)
+        return 1;
+    int fail = 0;
+    for (int wc = W_DATA; wc <= W_SPACE; wc++)
+        fail |= run_case((enum wcase)wc, threads) != 0;
+    return fail ? 1 : 0;
+}
