@@ -27,7 +27,9 @@ build, src = sys.argv[1], sys.argv[2]
 rtdaq = os.path.join(build, "tools", "rtdaq")
 pid = os.getpid()
 inst = "e2e%d" % pid
-base = 20000 + (pid * 7) % 20000
+# Below 32768: ports from Linux's ephemeral range (32768-60999) can be taken at any moment
+# by the source port of some other test's outgoing connection.
+base = 20000 + (pid * 7) % 12000
 ppkt, pfrm, ppub, pctl = base, base + 1, base + 2, base + 3
 FRAMES = 4000
 RATE = 1000

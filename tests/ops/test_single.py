@@ -22,7 +22,7 @@ rtdaq = os.path.join(build, "tools", "rtdaq")
 pid = os.getpid()
 inst = "single%d" % pid
 # Same scheme as test_e2e.py, shifted so the two tests never share a port.
-base = 20000 + (pid * 7 + 10000) % 20000
+base = 20000 + (pid * 7 + 6000) % 12000
 ppkt, pfrm, ppub, pctl = base, base + 1, base + 2, base + 3
 
 failures = []
