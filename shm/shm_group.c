@@ -72,10 +72,16 @@ static int find_group(struct rtd_ring_hdr *h, const char *label)
     return -1;
 }
 
-/* Reset a group whose cursor was reaped (every member died): holdings are lost. */
+/*
+ * Reset a group whose cursor was reaped (every member died): holdings are lost,
+ * and so is every frame published while no member was alive (the reaped cursor
+ * stopped gating the producer; the group restarts at the newest frame). Both go
+ * to lost_dead, so that published = taken + lost_dead across the outage.
+ */
 static int revive_group(struct rtd_ring *r, struct rtd_group_slot *g, int gi)
 {
     struct rtd_ring_hdr *h = r->hdr;
+    const uint64_t old_next = atomic_load_explicit(&g->next, memory_order_seq_cst);
     for (int i = 0; i < RTD_GROUP_MAX_MEMBERS; i++) {
         struct rtd_group_member *m = &g->members[i];
         if (atomic_load_explicit(&m->state, memory_order_seq_cst) == RTD_MEMBER_FREE)
@@ -89,9 +95,10 @@ static int revive_group(struct rtd_ring *r, struct rtd_group_slot *g, int gi)
     if (ci < 0)
         return ci;
     g->consumer = ci;
-    atomic_store_explicit(&g->next,
-                          atomic_load_explicit(&h->consumers[ci].cursor, memory_order_seq_cst),
-                          memory_order_seq_cst);
+    const uint64_t start = atomic_load_explicit(&h->consumers[ci].cursor, memory_order_seq_cst);
+    if ((int64_t)(start - old_next) > 0)
+        atomic_fetch_add_explicit(&g->lost_dead, start - old_next, memory_order_relaxed);
+    atomic_store_explicit(&g->next, start, memory_order_seq_cst);
     return 0;
 }
 

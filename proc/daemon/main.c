@@ -35,6 +35,15 @@
 #include "rtd_wavelet.h"
 
 volatile sig_atomic_t proc_stop;
+volatile sig_atomic_t proc_orphaned;
+
+/* A worker whose supervisor died (PR_SET_PDEATHSIG): stop, but do not leave the group. */
+static void on_orphaned(int sig)
+{
+    (void)sig;
+    proc_orphaned = 1;
+    proc_stop = 1;
+}
 static char **volatile proc_argv;
 
 void rtd_proc_request_stop(void)
@@ -775,8 +784,19 @@ static pid_t worker_start(const struct proc_opts *o, struct proc_worker *ws, int
         w->started_ns = rtd_now_ns();
         return pid;
     }
-    /* Child: die with the supervisor; own signal handling; never touch the creator handles. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    /*
+     * Child: stop with the supervisor; own signal handling; never touch the creator handles.
+     * A supervisor that dies (SIGKILL, crash) is a failure, not a stop: its workers end
+     * without leaving the frames group, so the group outlives them, and the frames
+     * published until the restarted workers join are counted in lost_dead instead of
+     * vanishing with a group that a clean leave of its last member would free.
+     */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_orphaned;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR2, &sa, NULL);
+    prctl(PR_SET_PDEATHSIG, SIGUSR2);
     if (getppid() == 1)
         _exit(0);
     char pname[32];

@@ -88,6 +88,8 @@ struct proc_worker {
 };
 
 extern volatile sig_atomic_t proc_stop;
+/* Set in a worker process when its supervisor died: stop without leaving groups. */
+extern volatile sig_atomic_t proc_orphaned;
 
 int proc_worker_fits(const struct proc_opts *o, struct proc_worker *w);
 int proc_worker_wavelet(const struct proc_opts *o, struct proc_worker *w, int n_wavelet,

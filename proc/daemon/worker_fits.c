@@ -62,12 +62,13 @@ static void cuda_drain(struct fits_state *s);
 static void detach_frames(struct fits_state *s)
 {
     cuda_drain(s);
+    /* Orphaned (the supervisor died): the process ends as a dead member; see worker_start. */
     for (int i = 1; i < s->n_members; i++)
-        if (s->members[i])
+        if (s->members[i] && !proc_orphaned)
             rtd_group_leave(s->members[i]);
     s->n_members = 0;
     memset(s->members, 0, sizeof s->members);
-    if (s->group)
+    if (s->group && !proc_orphaned)
         rtd_group_leave(s->group);
     s->group = NULL;
     if (s->frames)

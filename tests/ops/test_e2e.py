@@ -14,6 +14,11 @@ directory and the source directory. Exit 0 pass, 1 fail, 77 skip.
 4. Once the N frames are done and the workers idle, every frame is accounted
    for: published = processed + lost_dead (a frame the killed worker held may
    be processed twice: at most one per kill), and N = published + dropped.
+4b. The whole rtdaq-proc (supervisor and workers) is SIGKILLed during a second
+   counted run: the launcher restarts it, the new workers process frames, the
+   frames published while no worker was alive are counted in the group's
+   lost_dead, and the launcher's final report (which carries the dead process's
+   counters) adds up: frames = processed + lost + dropped over the whole run.
 5. SIGINT stops everything; no shared-memory segment of the instance is left.
 """
 import json
@@ -32,6 +37,7 @@ inst = "e2e%d" % pid
 base = 20000 + (pid * 7) % 12000
 ppkt, pfrm, ppub, pctl = base, base + 1, base + 2, base + 3
 FRAMES = 4000
+FRAMES2 = 3000
 RATE = 1000
 
 failures = []
@@ -174,7 +180,9 @@ try:
     acq_c, acq_p = counters(s, "acq")
     check(acq_p is not None and acq_p["pid"] == acq_pid and acq_p["alive"],
           "acq kept running through the kill (same pid)")
-    check(acq_c.get("frames.rx", 0) > frames_before, "acq kept producing frames")
+    # acq refreshes its counters every 100 ms: wait for the next refresh, not just one look.
+    check(wait_for(lambda: counters(stat(), "acq")[0].get("frames.rx", 0) > frames_before, 5),
+          "acq kept producing frames")
 
     # 4. The counted run done and the workers idle: account for every frame.
     def settled():
@@ -194,6 +202,37 @@ try:
         check(d["published"] <= accounted <= d["published"] + 1,
               "every published frame processed or counted lost (%d of %d)"
               % (accounted, d["published"]))
+
+    # 4b. The whole rtdaq-proc (supervisor and workers) SIGKILLed during a counted run: the
+    # launcher restarts it; frames published while no worker was alive are counted lost
+    # (the group outlives its dead members), and the final report carries the dead
+    # process's counters, so frames = processed + lost + dropped over the whole run.
+    sup = counters(stat(), "proc")[1]
+    sup_pid = int(sup["pid"]) if sup else 0
+    check(sup_pid > 0, "rtdaq-proc supervisor pid known (%d)" % sup_pid)
+    rc, out = ctl("start", "--mode", "multiple", "--count", str(FRAMES2))
+    check(rc == 0, "rtdaq start --count %d accepted (%s)" % (FRAMES2, out.strip()[-200:]))
+    time.sleep(1.0)
+    if sup_pid > 0:
+        os.kill(sup_pid, signal.SIGKILL)
+
+    def proc_back():
+        s = stat()
+        c, p = counters(s, "proc")
+        w, _ = counters(s, "proc.w0")
+        if p and p["alive"] and int(p["pid"]) != sup_pid and w.get("frames.processed", 0) > 0:
+            return s
+        return None
+    check(wait_for(proc_back, 30) is not None,
+          "the launcher restarted rtdaq-proc and its new workers process frames")
+    s = wait_for(lambda: (lambda s: s if drained(s) and counters(s, "acq")[0].get(
+        "frames.rx", 0) >= FRAMES2 and ring(s, "frames")["published_records"] +
+        counters(s, "acq")[0].get("frames.dropped", 0) >= t0["published"] + FRAMES + FRAMES2
+        else None)(stat()), 60, 0.5)
+    check(s is not None, "second counted run (%d frames) done and drained" % FRAMES2)
+    if s:
+        lost = sum(g["lost_dead"] for g in ring(s, "frames").get("groups", []))
+        check(lost > 0, "frames published while rtdaq-proc was down counted lost (%d)" % lost)
 finally:
     # 5. Clean stop.
     launcher.send_signal(signal.SIGINT)
@@ -208,6 +247,13 @@ finally:
         rep = json.loads(out.strip().splitlines()[-1])
         print("final report:", json.dumps(rep), flush=True)
         check(rep.get("restarts_acq") == 0, "acq never restarted")
+        check(rep.get("restarts_proc") == 1, "proc restarted once by the launcher")
+        acc = rep["frames_processed"] + rep["lost"] + rep["dropped"]
+        # In flight when the launcher took its first snapshot, and a frame processed twice
+        # per killed worker at most: a few frames either way.
+        check(abs(rep["frames"] - acc) <= 5,
+              "whole run: %d frames = processed %d + lost %d + dropped %d (= %d)"
+              % (rep["frames"], rep["frames_processed"], rep["lost"], rep["dropped"], acc))
     except (ValueError, IndexError):
         check(False, "final report is JSON: %r" % out[-300:])
     left = segments()

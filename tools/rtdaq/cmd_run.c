@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <sys/un.h>
@@ -279,8 +280,6 @@ static void snap_counter(const char *label, enum rtd_counter_kind kind, uint64_t
         return;
     int acq = !strcmp(c->process, "acq");
     int proc = !strncmp(c->process, "proc", 4);
-    if (acq && !strcmp(label, "frames.rx"))
-        c->s->frames += v;
     if (acq && !strcmp(label, "packets.rx"))
         c->s->packets += v;
     if (proc && (!strcmp(label, "fits.converged") || !strcmp(label, "fits.failed")))
@@ -306,6 +305,7 @@ static void snap_hist(const char *label, const uint64_t *b, void *arg)
 struct list_ctx {
     const char *instance;
     struct snapshot *s;
+    const char *dead_prefix; /* non-NULL: only dead creators' stats.<dead_prefix>*, unlinked */
 };
 
 static void snap_segment(const char *ring, void *arg)
@@ -313,6 +313,12 @@ static void snap_segment(const char *ring, void *arg)
     struct list_ctx *l = arg;
     if (strncmp(ring, "stats.", 6))
         return;
+    if (l->dead_prefix) {
+        struct rtd_seg_hdr id;
+        if (strncmp(ring + 6, l->dead_prefix, strlen(l->dead_prefix)) ||
+            rtd_shm_identity(l->instance, ring, &id) != 0 || rtd_shm_pid_alive(id.creator_pid))
+            return;
+    }
     struct rtd_stats_view *v;
     if (rtd_stats_open(&v, l->instance, ring + 6) != 0)
         return;
@@ -322,21 +328,66 @@ static void snap_segment(const char *ring, void *arg)
     if (!strncmp(ring + 6, "proc", 4))
         l->s->procs++;
     rtd_stats_view_close(v);
+    char name[128];
+    if (l->dead_prefix && rtd_shm_name(name, sizeof name, l->instance, ring) == 0)
+        shm_unlink(name); /* counted in `carried` now: never twice */
+}
+
+static void snap_add(struct snapshot *a, const struct snapshot *b)
+{
+    a->frames += b->frames;
+    a->packets += b->packets;
+    a->fits += b->fits;
+    a->processed += b->processed;
+    a->dropped += b->dropped;
+    a->lost += b->lost;
+    for (int i = 0; i < RTD_HIST_BUCKETS; i++)
+        a->lat_buckets[i] += b->lat_buckets[i];
+}
+
+/*
+ * Counters of processes the launcher restarted. A restarted daemon starts its
+ * stats segments (and acq its rings, with the groups' lost_dead) from zero;
+ * without this the final report would lose everything the dead one counted.
+ */
+static struct snapshot carried;
+
+/*
+ * From the frames ring: frames published (exact at any moment; acq's frames.rx
+ * counter is refreshed every 100 ms, which skews a report by up to 1000 frames at
+ * 10 kHz) and frames a killed worker held or that no live member could take.
+ */
+static void ring_counts(const char *instance, struct snapshot *s)
+{
+    struct rtd_ring *r;
+    if (rtd_ring_attach_readonly(&r, instance, "frames") == 0) {
+        const struct rtd_ring_hdr *h = rtd_ring_header(r);
+        s->frames += atomic_load_explicit(&h->published_records, memory_order_relaxed);
+        for (int g = 0; g < RTD_MAX_GROUPS; g++)
+            s->lost += atomic_load_explicit(&h->groups[g].lost_dead, memory_order_relaxed);
+        rtd_ring_close(r);
+    }
+}
+
+/* Before restarting a dead daemon: carry what it (and, for proc, its workers) counted. */
+static void carry_dead(const char *instance, const char *process)
+{
+    struct snapshot s;
+    memset(&s, 0, sizeof s);
+    struct list_ctx l = {instance, &s, process};
+    rtd_shm_list(instance, snap_segment, &l);
+    if (!strcmp(process, "acq"))
+        ring_counts(instance, &s); /* the new acq makes new rings */
+    snap_add(&carried, &s);
 }
 
 static void snapshot_take(const char *instance, struct snapshot *s)
 {
     memset(s, 0, sizeof *s);
-    struct list_ctx l = {instance, s};
+    struct list_ctx l = {instance, s, NULL};
     rtd_shm_list(instance, snap_segment, &l);
-    /* Frames a killed worker held and nobody could adopt: counted by the group, in the ring. */
-    struct rtd_ring *r;
-    if (rtd_ring_attach(&r, instance, "frames") == 0) {
-        const struct rtd_ring_hdr *h = rtd_ring_header(r);
-        for (int g = 0; g < RTD_MAX_GROUPS; g++)
-            s->lost += atomic_load_explicit(&h->groups[g].lost_dead, memory_order_relaxed);
-        rtd_ring_close(r);
-    }
+    ring_counts(instance, s);
+    snap_add(s, &carried);
 }
 
 static double rate(uint64_t now, uint64_t then, double dt)
@@ -955,6 +1006,8 @@ int rtd_cmd_run(int argc, char **argv)
                 continue;
             if (c->pid == 0 && c->restart_at_ns && now >= c->restart_at_ns) {
                 c->restart_at_ns = 0;
+                if (i == CH_ACQ || i == CH_PROC)
+                    carry_dead(instance, c->name);
                 child_start(c, &o);
             } else if (c->pid > 0 && c->ready &&
                        now - c->last_ping_ns > (uint64_t)o.watchdog_s * 1000000000ull) {
