@@ -54,14 +54,20 @@ static char inst[32];
 static uint64_t rounds = 20000;
 static struct rtd_ring *shared_ring; /* threads mode: one mapping for both sides */
 
-/* A few microseconds of busy wait, every few rounds: moves the waker along the sleeper's path. */
+/*
+ * A busy wait before waking: none in a quarter of the rounds, up to 20 us in one
+ * in sixteen (the sleeper is then really asleep in futex_wait), and otherwise
+ * 0-600 ns, spread over the sleeper's way from its last check to the futex,
+ * where a lost wake-up can happen.
+ */
 static void jitter(uint64_t i)
 {
     uint64_t x = i * 0x9E3779B97F4A7C15ull;
     x ^= x >> 29;
     if ((x & 3) == 0)
         return;
-    uint64_t until = rtd_now_ns() + (x >> 40) % 20000;
+    uint64_t ns = (x & 60) == 0 ? (x >> 40) % 20000 : (x >> 40) % 600;
+    uint64_t until = rtd_now_ns() + ns;
     while (rtd_now_ns() < until) {
     }
 }
@@ -110,105 +116,65 @@ static void consumer_fail(const char *what, uint64_t i, long got)
 
 /* ---- consumers: never spin; sleep as soon as there is nothing ---------------- */
 
-static void consume_data(void)
+/*
+ * data: a reliable packet consumer; group: a consumer-group member; space: a
+ * reliable frame consumer that frees a slot of the full 2-slot ring per round
+ * just as the producer goes to sleep for space.
+ */
+static void consume(enum wcase wc)
 {
     struct rtd_ring *r;
-    struct rtd_consumer *c;
-    if (ring_get(&r, "wake") || rtd_consumer_open(&c, r, RTD_CONSUMER_RELIABLE, "sleeper")) {
-        consumer_fail("attach", 0, 0);
+    struct rtd_consumer *c = NULL;
+    struct rtd_group *g = NULL;
+    int rc = ring_get(&r, "wake");
+    if (rc == 0)
+        rc = wc == W_GROUP ? rtd_group_join(&g, r, "workers", "sleeper")
+                           : rtd_consumer_open(&c, r, RTD_CONSUMER_RELIABLE, "sleeper");
+    if (rc) {
+        consumer_fail("attach", 0, rc);
         return;
     }
     atomic_store(&ctl->ready, 1);
     for (uint64_t i = 0; i < rounds;) {
         const struct rtd_pkt_hdr *h;
-        int rc = rtd_pkt_next(c, &h);
+        struct rtd_frame f;
+        const void *data = NULL;
+        if (wc == W_DATA) {
+            if ((rc = rtd_pkt_next(c, &h)) == 0)
+                data = h + 1;
+        } else {
+            if ((rc = g ? rtd_group_take(g, &f) : rtd_frame_peek(c, &f)) == 0)
+                data = f.data;
+        }
         if (rc == -EAGAIN) {
-            rc = rtd_consumer_wait(c, SLEEP_NS);
+            rc = g ? rtd_group_wait(g, SLEEP_NS) : rtd_consumer_wait(c, SLEEP_NS);
             if (rc < 0 && rc != -ETIMEDOUT) {
                 consumer_fail("wait", i, rc);
                 break;
             }
             continue;
         }
-        uint64_t v;
-        memcpy(&v, h + 1, sizeof v);
+        uint64_t v = 0;
+        if (data)
+            memcpy(&v, data, sizeof v);
         if (rc || v != i) {
             consumer_fail("record out of order", i, rc ? rc : (long)v);
             break;
         }
-        rtd_pkt_release(c);
+        if (wc == W_DATA) {
+            rtd_pkt_release(c);
+        } else if (wc == W_GROUP) {
+            rtd_group_done(g, &f);
+        } else {
+            jitter(i); /* meet the producer at a random point of its way to sleep */
+            rtd_frame_release(c);
+        }
         atomic_store_explicit(&ctl->ack, ++i, memory_order_release);
     }
-    rtd_consumer_close(c);
-    ring_put(r);
-}
-
-static void consume_group(void)
-{
-    struct rtd_ring *r;
-    struct rtd_group *g;
-    if (ring_get(&r, "wake") || rtd_group_join(&g, r, "workers", "sleeper")) {
-        consumer_fail("attach", 0, 0);
-        return;
-    }
-    atomic_store(&ctl->ready, 1);
-    for (uint64_t i = 0; i < rounds;) {
-        struct rtd_frame f;
-        int rc = rtd_group_take(g, &f);
-        if (rc == -EAGAIN) {
-            rc = rtd_group_wait(g, SLEEP_NS);
-            if (rc < 0 && rc != -ETIMEDOUT) {
-                consumer_fail("wait", i, rc);
-                break;
-            }
-            continue;
-        }
-        uint64_t v;
-        memcpy(&v, f.data, sizeof v);
-        if (rc || v != i) {
-            consumer_fail("frame out of order", i, rc ? rc : (long)v);
-            break;
-        }
-        rtd_group_done(g, &f);
-        atomic_store_explicit(&ctl->ack, ++i, memory_order_release);
-    }
-    rtd_group_leave(g);
-    ring_put(r);
-}
-
-/* space: release one frame per round; the producer, asleep on a full ring, must wake. */
-static void consume_space(void)
-{
-    struct rtd_ring *r;
-    struct rtd_consumer *c;
-    if (ring_get(&r, "wake") || rtd_consumer_open(&c, r, RTD_CONSUMER_RELIABLE, "gate")) {
-        consumer_fail("attach", 0, 0);
-        return;
-    }
-    atomic_store(&ctl->ready, 1);
-    for (uint64_t i = 0; i < rounds;) {
-        struct rtd_frame f;
-        int rc = rtd_frame_peek(c, &f);
-        if (rc == -EAGAIN) {
-            rc = rtd_consumer_wait(c, SLEEP_NS);
-            if (rc < 0 && rc != -ETIMEDOUT) {
-                consumer_fail("wait", i, rc);
-                break;
-            }
-            continue;
-        }
-        uint64_t v;
-        memcpy(&v, f.data, sizeof v);
-        if (rc || v != i) {
-            consumer_fail("frame out of order", i, rc ? rc : (long)v);
-            break;
-        }
-        /* Wait until the producer is (about to be) asleep on the full ring, then free a slot. */
-        jitter(i);
-        rtd_frame_release(c);
-        atomic_store_explicit(&ctl->ack, ++i, memory_order_release);
-    }
-    rtd_consumer_close(c);
+    if (g)
+        rtd_group_leave(g);
+    else
+        rtd_consumer_close(c);
     ring_put(r);
 }
 
@@ -266,13 +232,7 @@ struct thread_arg {
 
 static void *consumer_thread(void *arg)
 {
-    enum wcase wc = ((struct thread_arg *)arg)->wc;
-    if (wc == W_DATA)
-        consume_data();
-    else if (wc == W_GROUP)
-        consume_group();
-    else
-        consume_space();
+    consume(((struct thread_arg *)arg)->wc);
     return NULL;
 }
 
