@@ -141,11 +141,13 @@ void rtd_futex_wake(_Atomic uint32_t *word)
 #define RTD_SLEEP_CAP_NS 1000000u
 static _Atomic int membar_state;
 
+#if !defined(__SANITIZE_THREAD__)
 static void membar_atfork_child(void)
 {
     /* Registration belongs to the address space; a forked child registers anew. */
     atomic_store_explicit(&membar_state, 0, memory_order_relaxed);
 }
+#endif
 
 static int membar_init(void)
 {
