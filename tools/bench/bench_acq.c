@@ -8,11 +8,13 @@
  * process. Cases:
  *
  *   packets    N TCP clients x rate x size-byte packets in batch-packet writes,
- *              io_uring loop and epoll loop one after the other: sent, received,
- *              lost, p99 sender->ring latency, acq CPU and CPU ns per packet
+ *              io_uring loop and epoll loop one after the other, --runs pairs
+ *              alternating which goes first: sent, received, lost, p50/p99
+ *              sender->ring latency, acq CPU and CPU ns per packet, and the
+ *              medians over the runs
  *   maxrate    unpaced senders (100 clients, 804-packet batches): the highest
- *              rate the pair reaches, uring vs epoll interleaved run by run,
- *              with the ratio of their medians
+ *              rate the pair reaches, uring vs epoll interleaved run by run
+ *              (alternating which goes first), with the ratio of their medians
  *   frames     256x256 u16 frames at 10 kHz over UDP in 8 KiB datagrams
  *   synthetic  the synthetic camera at 10 kHz straight into the frame ring
  *
@@ -436,14 +438,16 @@ int rtd_bench_acq(int argc, char **argv)
             acq_cpu = atoi(optarg);
             break;
         case 'h':
-            printf("usage: rtdaq-bench acq [--json] [--clients N] [--seconds S] [--rate HZ] "
-                   "[--batch B] [--size S]\n"
-                   "                        [--runs N] [--cases packets,maxrate,frames,synthetic] "
-                   "[--max-clients N] [--max-seconds S]\n"
-                   "                        [--recv-buf-size B] [--recv-buf-count N] [--acq-fifo "
-                   "PRIO] [--acq-cpu N]\n"
-                   "defaults: 1000 clients x 10 kHz x 32 B in 804-packet batches for 5 s "
-                   "(--seconds 30 for the full run), maxrate 2 runs x 3 s per loop\n");
+            printf(
+                "usage: rtdaq-bench acq [--json] [--clients N] [--seconds S] [--rate HZ] "
+                "[--batch B] [--size S]\n"
+                "                        [--runs N] [--cases packets,maxrate,frames,synthetic] "
+                "[--max-clients N] [--max-seconds S]\n"
+                "                        [--recv-buf-size B] [--recv-buf-count N] [--acq-fifo "
+                "PRIO] [--acq-cpu N]\n"
+                "defaults: 1000 clients x 10 kHz x 32 B in 804-packet batches for 5 s "
+                "(--seconds 30 for the full run); packets and maxrate: --runs 2 pairs, alternating "
+                "which loop goes first; maxrate 3 s per loop\n");
             return 0;
         default:
             return 2;
@@ -463,21 +467,50 @@ int rtd_bench_acq(int argc, char **argv)
                "cpu columns)\n",
                rtd_cpu_count());
     if (strstr(cases, "packets")) {
+        /* Runs alternate which loop goes first: the first of a pair meets a colder machine
+         * (1000 connects, page faults, the host's scheduling), which shows in the tail. */
         static const enum rtd_acq_io ios[2] = {RTD_IO_URING, RTD_IO_EPOLL};
-        for (int k = 0; k < 2 && !rc; k++) {
-            struct pk_result r;
-            rc = run_packets(ios[k], run++, clients, rate, batch, size, seconds, port, &r);
-            port += 2;
-            if (!rc)
-                print_packets(json, "packets", k ? "epoll" : "uring", clients, rate, batch, size,
-                              &r);
+        static const char *const names[2] = {"uring", "epoll"};
+        struct pk_result res[2][MAX_RUNS];
+        for (int i = 0; i < runs && !rc; i++)
+            for (int j = 0; j < 2 && !rc; j++) {
+                int k = (i & 1) ? 1 - j : j;
+                rc = run_packets(ios[k], run++, clients, rate, batch, size, seconds, port,
+                                 &res[k][i]);
+                port += 2;
+                if (!rc && (!json || runs == 1))
+                    print_packets(json, "packets", names[k], clients, rate, batch, size,
+                                  &res[k][i]);
+            }
+        for (int k = 0; k < 2 && !rc && runs > 1; k++) {
+            double p99[MAX_RUNS], p50[MAX_RUNS], ns[MAX_RUNS], lost = 0;
+            for (int i = 0; i < runs; i++) {
+                p99[i] = res[k][i].p99_us;
+                p50[i] = res[k][i].p50_us;
+                ns[i] = res[k][i].ns_per_pkt;
+                lost += res[k][i].lost;
+            }
+            if (json)
+                printf("{\"case\":\"packets\",\"impl\":\"%s\",\"clients\":%u,\"rate_hz\":%.0f,"
+                       "\"batch\":%u,\"size\":%u,\"lost\":%.0f,\"p50_latency_us\":%.1f,"
+                       "\"p99_latency_us\":%.1f,\"p99_min\":%.1f,\"p99_max\":%.1f,"
+                       "\"acq_ns_per_packet\":%.2f,\"median_of\":%d,\"cores\":%d}\n",
+                       names[k], clients, rate, batch, size, lost, median(p50, runs),
+                       median(p99, runs), vmin(p99, runs), vmax(p99, runs), median(ns, runs), runs,
+                       rtd_cpu_count());
+            else
+                printf("packets   %-6s median of %d: lost %.0f, p50 %.1f us, p99 %.1f us (min %.1f "
+                       "max %.1f), acq %.2f ns/pkt\n",
+                       names[k], runs, lost, median(p50, runs), median(p99, runs), vmin(p99, runs),
+                       vmax(p99, runs), median(ns, runs));
         }
     }
     if (!rc && strstr(cases, "maxrate")) {
         double rx[2][MAX_RUNS], ns[2][MAX_RUNS], cpu[2][MAX_RUNS];
         static const char *const names[2] = {"uring", "epoll"};
         for (int i = 0; i < runs && !rc; i++)
-            for (int k = 0; k < 2 && !rc; k++) {
+            for (int j = 0; j < 2 && !rc; j++) {
+                int k = (i & 1) ? 1 - j : j; /* alternate which loop goes first */
                 struct pk_result r;
                 rc = run_packets(k ? RTD_IO_EPOLL : RTD_IO_URING, run++, max_clients, 1e9, 804,
                                  size, max_seconds, port, &r);
