@@ -580,9 +580,18 @@ uint64_t acq_source_poll(struct acq *a)
             source_frame(a, id, rtd_synth_frame(&a->synth, id), a->synth.width, a->synth.height,
                          rtd_realtime_ns(), rtd_synth_truth_of(&a->synth, id), 0);
         }
-        /* More than 64 frames behind (a host stall): skip ahead rather than burst forever. */
-        if (now > a->synth_next_ns + 64 * a->synth_period_ns)
-            a->synth_next_ns = now;
+        /*
+         * More than 64 frames behind (a host stall): skip ahead rather than burst forever.
+         * A real camera would have exposed those frames and overrun its buffer: they are
+         * dropped frames (counted, and the frame ids jump as a camera's counter would).
+         */
+        if (now > a->synth_next_ns + 64 * a->synth_period_ns) {
+            uint64_t behind = (now - a->synth_next_ns) / a->synth_period_ns;
+            a->synth_id += behind;
+            a->synth_next_ns += behind * a->synth_period_ns;
+            if (a->acquiring)
+                a->cnt[C_FRAMES_DROPPED] += behind;
+        }
         return a->synth_next_ns > now ? a->synth_next_ns - now : 0;
     }
     /* Replay: frames of a recording at their original spacing. */
