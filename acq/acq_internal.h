@@ -104,6 +104,7 @@ struct acq {
 
     struct rtd_synth synth;
     uint64_t synth_next_ns, synth_period_ns, synth_id;
+    uint64_t synth_backlog; /* frames the synthetic camera buffers before it drops */
     struct rtd_rec_reader *replay;
     uint64_t replay_t0_rec, replay_t0_now;
     struct rtd_rec_record replay_rec; /* next frame, waiting for its time */

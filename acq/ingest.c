@@ -567,6 +567,22 @@ uint64_t acq_source_poll(struct acq *a)
         return UINT64_MAX;
     uint64_t now = rtd_now_ns();
     if (cfg->source == RTD_SRC_SYNTHETIC) {
+        /*
+         * Behind the camera's clock by more than its buffer holds (a host stall of acq):
+         * like a real camera overrunning its buffer, the frames beyond it are lost. They are
+         * dropped frames (counted, and the frame ids jump as a camera's counter would); the
+         * buffered ones are delivered late, 64 per call, as acq catches up.
+         */
+        if (now >= a->synth_next_ns) {
+            uint64_t behind = (now - a->synth_next_ns) / a->synth_period_ns + 1;
+            if (behind > a->synth_backlog) {
+                uint64_t skip = behind - a->synth_backlog;
+                a->synth_id += skip;
+                a->synth_next_ns += skip * a->synth_period_ns;
+                if (a->acquiring)
+                    a->cnt[C_FRAMES_DROPPED] += skip;
+            }
+        }
         int burst = 0;
         while (now >= a->synth_next_ns && burst++ < 64) {
             if (cfg->frames && a->frames_out >= cfg->frames) {
@@ -579,18 +595,6 @@ uint64_t acq_source_poll(struct acq *a)
                 continue; /* the camera runs on; nobody wants this frame */
             source_frame(a, id, rtd_synth_frame(&a->synth, id), a->synth.width, a->synth.height,
                          rtd_realtime_ns(), rtd_synth_truth_of(&a->synth, id), 0);
-        }
-        /*
-         * More than 64 frames behind (a host stall): skip ahead rather than burst forever.
-         * A real camera would have exposed those frames and overrun its buffer: they are
-         * dropped frames (counted, and the frame ids jump as a camera's counter would).
-         */
-        if (now > a->synth_next_ns + 64 * a->synth_period_ns) {
-            uint64_t behind = (now - a->synth_next_ns) / a->synth_period_ns;
-            a->synth_id += behind;
-            a->synth_next_ns += behind * a->synth_period_ns;
-            if (a->acquiring)
-                a->cnt[C_FRAMES_DROPPED] += behind;
         }
         return a->synth_next_ns > now ? a->synth_next_ns - now : 0;
     }
@@ -835,6 +839,12 @@ int acq_setup(struct acq *a, const struct rtd_acq_config *cfg, volatile sig_atom
             return rc;
         }
         a->synth_period_ns = (uint64_t)(1e9 / cfg->synthetic_rate);
+        /* The camera buffers what acq's UDP camera socket would hold (32 MiB: ~18 ms of
+         * 300x300 frames at 10 kHz by default), at least 64 frames. */
+        uint64_t frame_bytes = (uint64_t)cfg->width * cfg->height * 2;
+        a->synth_backlog = frame_bytes ? cfg->udp_rcvbuf / frame_bytes : 0;
+        if (a->synth_backlog < 64)
+            a->synth_backlog = 64;
         a->synth_next_ns = rtd_now_ns();
     } else if (cfg->source == RTD_SRC_REPLAY) {
         rc = rtd_rec_open(&a->replay, cfg->replay_file);
