@@ -180,9 +180,10 @@ void rtd_wake_fence(int pair)
     int st = atomic_load_explicit(&membar_state, memory_order_relaxed);
     if (st == 0)
         st = membar_init();
+    /* Registered: only the compiler must keep our store before our load; the CPU's
+     * store-load order comes from the sleeper's membarrier(). */
     if (st > 0)
-        atomic_signal_fence(
-            memory_order_seq_cst); /* order for the compiler; CPU: the sleeper's membarrier */
+        atomic_signal_fence(memory_order_seq_cst);
     else
         RTD_FENCE(memory_order_seq_cst, pair);
     (void)pair;
