@@ -249,9 +249,11 @@ finally:
         check(rep.get("restarts_acq") == 0, "acq never restarted")
         check(rep.get("restarts_proc") == 1, "proc restarted once by the launcher")
         acc = rep["frames_processed"] + rep["lost"] + rep["dropped"]
-        # In flight when the launcher took its first snapshot, and a frame processed twice
-        # per killed worker at most: a few frames either way.
-        check(abs(rep["frames"] - acc) <= 5,
+        # In flight when the launcher took its first snapshot (more on a loaded machine), and a
+        # frame processed twice per killed worker at most: 1 % either way. What this guards
+        # against is far larger: the dead proc's ~6000 processed, the outage's ~500 frames.
+        tol = max(10, rep["frames"] // 100)
+        check(abs(rep["frames"] - acc) <= tol,
               "whole run: %d frames = processed %d + lost %d + dropped %d (= %d)"
               % (rep["frames"], rep["frames_processed"], rep["lost"], rep["dropped"], acc))
     except (ValueError, IndexError):
