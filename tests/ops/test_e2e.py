@@ -16,9 +16,10 @@ directory and the source directory. Exit 0 pass, 1 fail, 77 skip.
    be processed twice: at most one per kill), and N = published + dropped.
 4b. The whole rtdaq-proc (supervisor and workers) is SIGKILLed during a second
    counted run: the launcher restarts it, the new workers process frames, the
-   frames published while no worker was alive are counted in the group's
-   lost_dead, and the launcher's final report (which carries the dead process's
-   counters) adds up: frames = processed + lost + dropped over the whole run.
+   frames published while no worker was alive are either still in the ring for
+   them or (once acq has reaped the dead group) counted in the group's lost_dead,
+   and the launcher's final report (which carries the dead process's counters)
+   adds up: frames = processed + lost + dropped over the whole run.
 5. SIGINT stops everything; no shared-memory segment of the instance is left.
 """
 import json
@@ -231,8 +232,11 @@ try:
         else None)(stat()), 60, 0.5)
     check(s is not None, "second counted run (%d frames) done and drained" % FRAMES2)
     if s:
+        # Whether the outage's frames wait for the new workers in the ring or are counted lost
+        # depends on whether acq rescanned its consumers during the outage (it does when its
+        # cached view says the ring is full); the whole-run identity below holds either way.
         lost = sum(g["lost_dead"] for g in ring(s, "frames").get("groups", []))
-        check(lost > 0, "frames published while rtdaq-proc was down counted lost (%d)" % lost)
+        print("info frames counted lost while rtdaq-proc was down: %d" % lost, flush=True)
 finally:
     # 5. Clean stop.
     launcher.send_signal(signal.SIGINT)
