@@ -128,64 +128,35 @@ void rtd_futex_wake(_Atomic uint32_t *word)
  * then checks for sleepers. Each side needs a store-load barrier between its
  * two steps, and on x86 the waker's (an mfence after storing a line the other
  * core is reading) waits for that line's round trip: 100+ ns per publish, which
- * capped publishing each record near ZeroMQ's rate. Instead every process
- * registers for MEMBARRIER_CMD_GLOBAL_EXPEDITED and the sleeper, on its slow
- * path, runs membarrier(): every registered thread that is running executes a
- * full barrier before it returns, so the waker's program order is enough.
+ * capped publishing each record near ZeroMQ's rate. So a process that wakes
+ * often registers for MEMBARRIER_CMD_GLOBAL_EXPEDITED and stops fencing, and
+ * every sleeper, on its slow path, runs membarrier(): every registered thread
+ * that is running executes a full barrier before it returns, so a registered
+ * waker's program order is enough.
  *
- * membar_state: 0 not yet tried in this process, 1 registered (wakers skip the
- * fence; sleepers run membarrier), -1 unavailable (wakers fence; sleepers fence
- * and sleep at most RTD_SLEEP_CAP_NS, since a registered peer may skip its fence).
+ * Only frequent wakers register (over ~650 k wake-ups/s, checked every 64 k):
+ * each sleeper's membarrier() interrupts the cores that run registered
+ * processes, and a fit worker publishing 10 k results/s gains nothing from
+ * skipping a fence but would take those interrupts. Registration waits for
+ * membarrier() calls in flight (the kernel's synchronize_rcu), so a sleeper's
+ * call either covered this process or ended before it stopped fencing.
+ *
+ * membar_avail: 0 not yet asked, 1 the kernel has the global expedited
+ * commands, -1 not (or refused here: this process fences on both sides and
+ * sleeps at most RTD_SLEEP_CAP_NS, since a registered peer may skip its fence).
+ * membar_registered: this process stopped fencing; cleared in a forked child,
+ * whose address space is not registered (it decides anew). RTD_MEMBARRIER=
+ * register makes a process register at once, =off keeps it fencing.
  * ThreadSanitizer does not model membarrier: its builds always fence.
  */
-#define RTD_SLEEP_CAP_NS 1000000u
-static _Atomic int membar_state;
-
-#if !defined(__SANITIZE_THREAD__)
-static void membar_atfork_child(void)
-{
-    /* Registration belongs to the address space; a forked child registers anew. */
-    atomic_store_explicit(&membar_state, 0, memory_order_relaxed);
-}
-#endif
-
-static int membar_init(void)
-{
 #if defined(__SANITIZE_THREAD__)
-    return -1;
-#else
-    long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-    int want = MEMBARRIER_CMD_GLOBAL_EXPEDITED | MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED;
-    int st = -1;
-    if (q >= 0 && (q & want) == want &&
-        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0)
-        st = 1;
-    static _Atomic int atfork_done;
-    if (!atomic_exchange_explicit(&atfork_done, 1, memory_order_relaxed))
-        (void)pthread_atfork(NULL, NULL, membar_atfork_child);
-    /* Relaxed: each thread that races here computes the same answer. */
-    atomic_store_explicit(&membar_state, st, memory_order_relaxed);
-    return st;
-#endif
-}
-
 void rtd_membarrier_init(void)
 {
-    if (atomic_load_explicit(&membar_state, memory_order_relaxed) == 0)
-        (void)membar_init();
 }
 
 void rtd_wake_fence(int pair)
 {
-    int st = atomic_load_explicit(&membar_state, memory_order_relaxed);
-    if (st == 0)
-        st = membar_init();
-    /* Registered: only the compiler must keep our store before our load; the CPU's
-     * store-load order comes from the sleeper's membarrier(). */
-    if (st > 0)
-        atomic_signal_fence(memory_order_seq_cst);
-    else
-        RTD_FENCE(memory_order_seq_cst, pair);
+    RTD_FENCE(memory_order_seq_cst, pair);
     (void)pair;
 }
 
@@ -193,19 +164,92 @@ uint64_t rtd_sleep_fence(int pair, uint64_t timeout_ns)
 {
     RTD_FENCE(memory_order_seq_cst, pair);
     (void)pair;
-    int st = atomic_load_explicit(&membar_state, memory_order_relaxed);
-    if (st == 0)
-        st = membar_init();
-    if (st > 0 && syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0)
-        return timeout_ns;
-    if (st > 0)
-        atomic_store_explicit(&membar_state, -1, memory_order_relaxed);
-#if defined(__SANITIZE_THREAD__)
     return timeout_ns;
-#else
-    return timeout_ns < RTD_SLEEP_CAP_NS ? timeout_ns : RTD_SLEEP_CAP_NS;
-#endif
 }
+#else
+#define RTD_SLEEP_CAP_NS   1000000u
+#define RTD_WAKE_WINDOW    65536u
+#define RTD_WAKE_WINDOW_NS 100000000ull
+static _Atomic int membar_avail, membar_registered;
+static _Atomic uint64_t wake_count, wake_window_start;
+
+static void membar_atfork_child(void)
+{
+    atomic_store_explicit(&membar_registered, 0, memory_order_relaxed);
+    atomic_store_explicit(&membar_avail, 0, memory_order_relaxed); /* ask (and register) anew */
+    atomic_store_explicit(&wake_count, 0, memory_order_relaxed);
+}
+
+static int membar_query(void)
+{
+    int av = atomic_load_explicit(&membar_avail, memory_order_relaxed);
+    if (av)
+        return av;
+    long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    int want = MEMBARRIER_CMD_GLOBAL_EXPEDITED | MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED;
+    av = q >= 0 && (q & want) == want ? 1 : -1;
+    /* RTD_MEMBARRIER=register: stop fencing from the first wake-up (tests, benchmarks);
+     * =off: never use membarrier here (fences on both sides, capped sleeps). */
+    const char *env = getenv("RTD_MEMBARRIER");
+    if (env && !strcmp(env, "off"))
+        av = -1;
+    else if (av > 0 && env && !strcmp(env, "register") &&
+             syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0)
+        atomic_store_explicit(&membar_registered, 1, memory_order_relaxed);
+    static _Atomic int atfork_done;
+    if (!atomic_exchange_explicit(&atfork_done, 1, memory_order_relaxed))
+        (void)pthread_atfork(NULL, NULL, membar_atfork_child);
+    /* Relaxed: each thread that races here computes the same answer. */
+    atomic_store_explicit(&membar_avail, av, memory_order_relaxed);
+    return av;
+}
+
+void rtd_membarrier_init(void)
+{
+    (void)membar_query();
+}
+
+/* Every RTD_WAKE_WINDOW fenced wake-ups: register if they came faster than the threshold. */
+static void membar_consider(void)
+{
+    uint64_t n = atomic_fetch_add_explicit(&wake_count, 1, memory_order_relaxed) + 1;
+    if (n % RTD_WAKE_WINDOW)
+        return;
+    uint64_t now = rtd_now_ns();
+    uint64_t start = atomic_exchange_explicit(&wake_window_start, now, memory_order_relaxed);
+    if (n == RTD_WAKE_WINDOW || now - start > RTD_WAKE_WINDOW_NS || membar_query() < 0)
+        return; /* the first window has no start; or not frequent; or no membarrier */
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0)
+        atomic_store_explicit(&membar_registered, 1, memory_order_relaxed);
+    else
+        atomic_store_explicit(&membar_avail, -1, memory_order_relaxed);
+}
+
+void rtd_wake_fence(int pair)
+{
+    /* Registered: only the compiler must keep our store before our load; the CPU's
+     * store-load order comes from the sleeper's membarrier(). */
+    if (atomic_load_explicit(&membar_registered, memory_order_relaxed)) {
+        atomic_signal_fence(memory_order_seq_cst);
+        return;
+    }
+    RTD_FENCE(memory_order_seq_cst, pair);
+    (void)pair;
+    membar_consider();
+}
+
+uint64_t rtd_sleep_fence(int pair, uint64_t timeout_ns)
+{
+    RTD_FENCE(memory_order_seq_cst, pair);
+    (void)pair;
+    if (membar_query() > 0 && syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0)
+        return timeout_ns;
+    /* The kernel has it but refuses this process (seccomp): peers may still skip fences. */
+    if (atomic_load_explicit(&membar_avail, memory_order_relaxed) > 0)
+        atomic_store_explicit(&membar_avail, -1, memory_order_relaxed);
+    return timeout_ns < RTD_SLEEP_CAP_NS ? timeout_ns : RTD_SLEEP_CAP_NS;
+}
+#endif
 
 void rtd_seg_init_hdr(void *base, uint64_t magic, uint32_t seg_type, size_t seg_bytes,
                       uint32_t hdr_bytes)
