@@ -841,8 +841,7 @@ int acq_setup(struct acq *a, const struct rtd_acq_config *cfg, volatile sig_atom
         a->synth_period_ns = (uint64_t)(1e9 / cfg->synthetic_rate);
         /* The camera buffers what acq's UDP camera socket would hold (32 MiB: ~18 ms of
          * 300x300 frames at 10 kHz by default), at least 64 frames. */
-        uint64_t frame_bytes = (uint64_t)cfg->width * cfg->height * 2;
-        a->synth_backlog = frame_bytes ? cfg->udp_rcvbuf / frame_bytes : 0;
+        a->synth_backlog = fb ? cfg->udp_rcvbuf / fb : 0;
         if (a->synth_backlog < 64)
             a->synth_backlog = 64;
         a->synth_next_ns = rtd_now_ns();

@@ -66,6 +66,24 @@ int rtd_cpu_count(void)
     return n > 0 ? n : 1;
 }
 
+int rtd_pick_cpu(int first, int index)
+{
+    cpu_set_t set;
+    int cpus[CPU_SETSIZE], n = 0;
+    if (sched_getaffinity(0, sizeof set, &set) < 0)
+        return first + index;
+    for (int i = 0; i < CPU_SETSIZE; i++)
+        if (CPU_ISSET(i, &set))
+            cpus[n++] = i;
+    if (n == 0)
+        return -1;
+    int at = 0;
+    for (int i = 0; i < n; i++)
+        if (cpus[i] == first)
+            at = i;
+    return cpus[(at + index) % n];
+}
+
 int rtd_realtime_setup(int fifo_prio, int mlock)
 {
     int done = 0;

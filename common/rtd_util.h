@@ -33,6 +33,10 @@ int rtd_pin_cpu(int cpu);
 /* Number of CPUs this process may run on (sched_getaffinity), at least 1. */
 int rtd_cpu_count(void);
 
+/* The index-th CPU this process may run on, counting (cyclically) from CPU `first`, or from
+ * the first allowed CPU if `first` is not allowed: where rtdaq-proc puts worker `index`. */
+int rtd_pick_cpu(int first, int index);
+
 /*
  * Optional real-time set-up: SCHED_FIFO at prio (0 = leave the policy alone) and
  * mlockall. Each step that is not permitted logs one warning and is skipped: a lab

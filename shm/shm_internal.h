@@ -96,8 +96,8 @@ void rtd_ring_wake_producer(struct rtd_ring *r);
  * (after publishing work, before reading the sleeper count) calls
  * rtd_wake_fence(); the sleeper (after counting itself, before re-checking for
  * work) calls rtd_sleep_fence() and sleeps at most the timeout it returns.
- * rtd_membarrier_init() registers the process early (ring create/attach) so the
- * first publish does not pay for it.
+ * rtd_membarrier_init() asks the kernel once, at ring create/attach, whether
+ * membarrier is there, so no wake-up or sleep pays for the question.
  */
 void rtd_membarrier_init(void);
 void rtd_wake_fence(int pair);

@@ -100,7 +100,7 @@ size_t rtd_ring_memsize(const struct rtd_ring_config *cfg)
 static void ring_bind(struct rtd_ring *r)
 {
     struct rtd_ring_hdr *h = r->seg.base;
-    rtd_membarrier_init(); /* off the hot path: the first publish does not register */
+    rtd_membarrier_init(); /* off the hot path: the membarrier query */
     r->hdr = h;
     r->hot.data = (uint8_t *)r->seg.base + h->data_off;
     if (h->kind == RTD_RING_FRAME) {

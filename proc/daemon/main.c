@@ -578,25 +578,6 @@ static int parse_args(int argc, char **argv, struct proc_opts *o, int *check_onl
     return 0;
 }
 
-/* The index-th core this process may run on, counting from `first`. */
-static int pick_cpu(int first, int index)
-{
-    cpu_set_t set;
-    int cpus[CPU_SETSIZE], n = 0;
-    if (sched_getaffinity(0, sizeof set, &set) < 0)
-        return first + index;
-    for (int i = 0; i < CPU_SETSIZE; i++)
-        if (CPU_ISSET(i, &set))
-            cpus[n++] = i;
-    if (n == 0)
-        return -1;
-    int at = 0;
-    for (int i = 0; i < n; i++)
-        if (cpus[i] == first)
-            at = i;
-    return cpus[(at + index) % n];
-}
-
 /*
  * rtd_fit_cuda_available() in a short-lived child: CUDA must not be initialised
  * in the supervisor, whose forked workers could then not use the device. 1
@@ -892,7 +873,7 @@ int rtd_proc_main(int argc, char **argv, int threads)
         rtd_log_init("rtdaq-proc", o.log_level);
     const int ncpu = rtd_cpu_count();
     if (o.cpu == -2)
-        o.cpu = ncpu > 1 ? pick_cpu(-1, 1) : -1;
+        o.cpu = ncpu > 1 ? rtd_pick_cpu(-1, 1) : -1;
 
     /* Workers: fit workers share frames; wavelet workers split the clients. */
     int n_fit = 0, n_wl = 0;
@@ -935,7 +916,7 @@ int rtd_proc_main(int argc, char **argv, int threads)
         w->index = i;
         w->id = o.worker_id + i;
         w->role = i < n_fit ? PROC_ROLE_FITS : PROC_ROLE_WAVELET;
-        w->cpu = o.cpu >= 0 ? pick_cpu(o.cpu, i) : -1;
+        w->cpu = o.cpu >= 0 ? rtd_pick_cpu(o.cpu, i) : -1;
         if (worker_setup(&o, w) < 0)
             goto cleanup;
     }

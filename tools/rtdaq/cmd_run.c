@@ -607,29 +607,23 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 }
 
 /*
- * The fit workers take cores 1..n (rtdaq-proc's default placement, in the order of the
- * allowed cores); ctl and the simulator get the rest, which always includes the ingest
- * core. With every core but the ingest core taken by a fit worker (--workers auto) that
- * is the ingest core alone: acq's loop sleeps between frames, a fit worker does not.
+ * The fit workers take rtdaq-proc's default cores (rtd_pick_cpu, from the second allowed
+ * core on); ctl and the simulator get the rest, which always includes the ingest core.
+ * With every core but the ingest core taken by a fit worker (--workers auto) that is the
+ * ingest core alone: acq's loop sleeps between frames, a fit worker does not.
  */
 static void housekeeping_cpus(const struct run_opts *o)
 {
     hk_pin = 0;
-    cpu_set_t all;
-    if (o->single || sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < 2 ||
-        !strcmp(o->mode, "wavelet"))
+    int n = rtd_cpu_count();
+    if (o->single || n < 2 || !strcmp(o->mode, "wavelet") ||
+        sched_getaffinity(0, sizeof hk_cpus, &hk_cpus) != 0)
         return;
-    int cpus[CPU_SETSIZE], n = 0;
-    for (int i = 0; i < CPU_SETSIZE; i++)
-        if (CPU_ISSET(i, &all))
-            cpus[n++] = i;
     int fit = strcmp(o->workers, "auto") ? atoi(o->workers) : n - 1;
-    if (fit < 1)
-        return;
-    hk_cpus = all;
+    const int first = rtd_pick_cpu(-1, 1);
     for (int i = 0; i < fit && i < n - 1; i++)
-        CPU_CLR(cpus[1 + i], &hk_cpus);
-    hk_pin = CPU_COUNT(&hk_cpus) > 0;
+        CPU_CLR(rtd_pick_cpu(first, i), &hk_cpus);
+    hk_pin = fit >= 1 && CPU_COUNT(&hk_cpus) > 0;
 }
 
 /* Build each child's argv; the config file goes to every child so [acq] etc. apply. */
