@@ -50,6 +50,9 @@ enum acq_counter {
     C_IO_ENOBUFS,
     C_IO_CQES,
     C_IO_BATCHES,
+    C_PKT_RATE_LIMITED,
+    C_FRAMES_ROI_OUTSIDE,
+    C_CTL_READ_BUSY,
     C_N
 };
 
@@ -117,6 +120,13 @@ struct acq {
     int acquiring;
     uint64_t acq_target, acq_done; /* target 0: continuous */
     uint64_t frame_min_interval_ns, last_frame_ns;
+    uint64_t frame_next_due_ns; /* frame pacing: the next frame accepted at or after this */
+    uint64_t pkt_rate;          /* acq.packet_rate_limit, packets/s (0 = unlimited) */
+    uint64_t pkt_tokens_milli;  /* token bucket in thousandths of a packet */
+    uint64_t pkt_tokens_ns;     /* when the bucket was last filled */
+    /* acq.roi.*: published region (w/h 0 = to the frame's edge; all 0 = whole frame). */
+    uint32_t roi_x, roi_y, roi_w, roi_h;
+    uint32_t geom_w, geom_h; /* last frame geometry seen (0 = none yet) */
     struct acq_ctl *ctl;
 };
 

@@ -56,6 +56,9 @@ static const char *const counter_label[C_N] = {
     [C_IO_ENOBUFS] = "io.enobufs",
     [C_IO_CQES] = "io.cqes",
     [C_IO_BATCHES] = "io.batches",
+    [C_PKT_RATE_LIMITED] = "packets.rate_limited",
+    [C_FRAMES_ROI_OUTSIDE] = "frames.roi_outside",
+    [C_CTL_READ_BUSY] = "ctl.read_busy",
 };
 
 /* ---- sockets ------------------------------------------------------------- */
@@ -192,6 +195,28 @@ static void *reserve_record(struct acq *a, uint32_t len)
     return p;
 }
 
+/*
+ * acq.packet_rate_limit: a token bucket holding at most 10 ms of packets (at
+ * least one), refilled from the clock. Integer thousandths keep it exact at any
+ * rate up to the 1e9/s the parameter allows.
+ */
+static int packet_token(struct acq *a)
+{
+    uint64_t now = a->now_mono ? a->now_mono : rtd_now_ns();
+    uint64_t cap = a->pkt_rate / 100 ? a->pkt_rate / 100 * 1000 : 1000;
+    if (now > a->pkt_tokens_ns) {
+        uint64_t dt = now - a->pkt_tokens_ns;
+        /* dt capped at 1 s: rate (<= 1e9) * 1e3 * 1e9 / 1e9 stays far from 2^64. */
+        uint64_t add = (dt > 1000000000ull ? 1000000000ull : dt) * a->pkt_rate / 1000000ull;
+        a->pkt_tokens_milli = a->pkt_tokens_milli + add > cap ? cap : a->pkt_tokens_milli + add;
+        a->pkt_tokens_ns = now;
+    }
+    if (a->pkt_tokens_milli < 1000)
+        return 0;
+    a->pkt_tokens_milli -= 1000;
+    return 1;
+}
+
 static void emit_packet(struct acq *a, struct acq_stream *s, const struct rtd_wire_pkt *h,
                         const uint8_t *payload)
 {
@@ -228,6 +253,10 @@ static void emit_packet(struct acq *a, struct acq_stream *s, const struct rtd_wi
         }
     }
     struct rtd_acq_pkt pre = {.client = h->client, .len = h->len, .seq = h->seq, .ts_ns = h->ts_ns};
+    if (a->pkt_rate && !packet_token(a)) {
+        a->cnt[C_PKT_RATE_LIMITED]++; /* received and counted above, not published */
+        return;
+    }
     uint32_t len = (uint32_t)sizeof pre + h->len;
     uint8_t *rec = reserve_record(a, len);
     if (rec) {
@@ -357,9 +386,43 @@ void acq_parse_datagram(struct acq *a, const uint8_t *p, size_t n)
 
 /* ---- frames -------------------------------------------------------------- */
 
+/*
+ * acq.roi.*: keep only the region of interest of a whole frame that sits in
+ * the slot, moving its rows to the front (each row moves down or stays, so in
+ * place is safe). The slot's header says where the region lies (origin_x/y).
+ * A frame the region does not fit is published whole and counted.
+ */
+static void roi_crop(struct acq *a, struct acq_fasm *fa, uint32_t *ox, uint32_t *oy)
+{
+    *ox = *oy = 0;
+    a->geom_w = fa->width;
+    a->geom_h = fa->height;
+    if (!(a->roi_x | a->roi_y | a->roi_w | a->roi_h))
+        return;
+    uint32_t w = a->roi_w ? a->roi_w : fa->width - (a->roi_x < fa->width ? a->roi_x : fa->width);
+    uint32_t h = a->roi_h ? a->roi_h : fa->height - (a->roi_y < fa->height ? a->roi_y : fa->height);
+    if (!w || !h || (uint64_t)a->roi_x + w > fa->width || (uint64_t)a->roi_y + h > fa->height) {
+        a->cnt[C_FRAMES_ROI_OUTSIDE]++;
+        return;
+    }
+    uint8_t *d = fa->f.data;
+    for (uint32_t r = 0; r < h; r++)
+        memmove(d + (size_t)r * w * 2, d + ((size_t)(a->roi_y + r) * fa->width + a->roi_x) * 2,
+                (size_t)w * 2);
+    fa->width = w;
+    fa->height = h;
+    fa->frame_bytes = w * h * 2;
+    *ox = a->roi_x;
+    *oy = a->roi_y;
+}
+
 static void frame_publish(struct acq *a, struct acq_fasm *fa, uint16_t flags)
 {
     struct rtd_frame_hdr *h = fa->f.hdr;
+    uint32_t ox, oy;
+    roi_crop(a, fa, &ox, &oy);
+    h->origin_x = ox;
+    h->origin_y = oy;
     h->len = fa->frame_bytes;
     h->type = RTD_ACQ_FRAME_MONO16;
     h->flags = flags;
@@ -393,14 +456,32 @@ static void frame_publish(struct acq *a, struct acq_fasm *fa, uint16_t flags)
         a->acquiring = 0; /* single/multiple run complete */
 }
 
-/* 1 when the frame source should publish a frame now (acquiring, under the rate limit). */
-static int frame_wanted(struct acq *a)
+/*
+ * 1 when the frame source should publish a frame (acquiring, under the rate
+ * limit). t_ns is the frame's time on the camera's clock where the source
+ * knows it (the synthetic camera's schedule, a replay's timeline), else now:
+ * pacing on the camera's clock is exact however late acq handles the frame.
+ */
+static int frame_wanted(struct acq *a, uint64_t t_ns)
 {
     if (!a->acquiring)
         return 0;
-    if (a->frame_min_interval_ns && rtd_now_ns() - a->last_frame_ns < a->frame_min_interval_ns) {
-        a->cnt[C_FRAMES_RATE_LIMITED]++;
-        return 0;
+    if (a->frame_min_interval_ns) {
+        /*
+         * Paced against a schedule, not the time since the last frame: frames arrive
+         * on the camera's grid (100 us at 10 kHz), and "at least the interval since
+         * the last one" loses up to a grid step per frame (2000/s gave ~1400/s). The
+         * schedule advances by exactly one interval per accepted frame and never
+         * banks more than one interval of credit (no burst after a pause).
+         */
+        uint64_t now = t_ns;
+        if (now < a->frame_next_due_ns) {
+            a->cnt[C_FRAMES_RATE_LIMITED]++;
+            return 0;
+        }
+        a->frame_next_due_ns += a->frame_min_interval_ns;
+        if (a->frame_next_due_ns + a->frame_min_interval_ns <= now)
+            a->frame_next_due_ns = now + a->frame_min_interval_ns;
     }
     return 1;
 }
@@ -438,7 +519,7 @@ static void frame_end(struct acq *a, int complete, int timeout)
 static int frame_start(struct acq *a, const struct rtd_wire_frag *h)
 {
     struct acq_fasm *fa = &a->fasm;
-    if (!frame_wanted(a)) {
+    if (!frame_wanted(a, rtd_now_ns())) {
         fa->skip = 1;
         fa->skip_id = h->frame_id;
         fa->have_last = 1;
@@ -548,7 +629,8 @@ static int source_frame(struct acq *a, uint64_t id, const uint16_t *px, uint32_t
     }
     memcpy(fa->f.data, px, bytes);
     size_t toff = (bytes + 7) & ~(size_t)7;
-    if (truth && toff + sizeof *truth <= a->slot_payload)
+    if (truth && toff + sizeof *truth <= a->slot_payload &&
+        !(a->roi_x | a->roi_y | a->roi_w | a->roi_h))
         memcpy(fa->f.data + toff, truth, sizeof *truth);
     fa->frame_id = id;
     fa->frame_bytes = (uint32_t)bytes;
@@ -590,8 +672,9 @@ uint64_t acq_source_poll(struct acq *a)
                 return UINT64_MAX;
             }
             uint64_t id = a->synth_id++;
+            uint64_t t_frame = a->synth_next_ns;
             a->synth_next_ns += a->synth_period_ns;
-            if (!frame_wanted(a))
+            if (!frame_wanted(a, t_frame))
                 continue; /* the camera runs on; nobody wants this frame */
             source_frame(a, id, rtd_synth_frame(&a->synth, id), a->synth.width, a->synth.height,
                          rtd_realtime_ns(), rtd_synth_truth_of(&a->synth, id), 0);
@@ -630,7 +713,7 @@ uint64_t acq_source_poll(struct acq *a)
         if (due > now)
             return due - now;
         a->replay_have = 0;
-        if (!frame_wanted(a))
+        if (!frame_wanted(a, due))
             continue;
         struct rtd_rec_frame rf;
         memcpy(&rf, rec.payload, sizeof rf);

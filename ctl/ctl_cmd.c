@@ -4,6 +4,8 @@
  * carries "ok" and "version"; a failure adds "error" (a sentence) and "code"
  * (a stable word for scripts). A request is validated completely before
  * anything changes, so a bad request never leaves a half-applied state.
+ * set/start/stop/record are answered once their owner acknowledged them
+ * (ctl_ack.c); "wait": false answers at once, "timeout_ms" bounds the wait.
  */
 #include <errno.h>
 #include <math.h>
@@ -15,16 +17,48 @@
 #include "rtd_shm.h"
 #include "rtd_util.h"
 
-static int pid_alive(uint32_t pid)
+#define CTL_WAIT_DEFAULT_MS 2000
+#define CTL_WAIT_MAX_MS     60000
+
+/*
+ * How long a request waits for its acknowledgement: "timeout_ms" (1..60000,
+ * default 2000), or 0 with "wait": false. -EINVAL for a bad value.
+ */
+static int wait_ms(json_t *req, uint64_t *ms)
 {
-    return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+    json_t *jw = json_object_get(req, "wait"), *jt = json_object_get(req, "timeout_ms");
+    if (jw && !json_is_boolean(jw))
+        return -EINVAL;
+    if (jt && (!json_is_integer(jt) || json_integer_value(jt) < 1 ||
+               json_integer_value(jt) > CTL_WAIT_MAX_MS))
+        return -EINVAL;
+    *ms = json_is_false(jw) ? 0 : jt ? (uint64_t)json_integer_value(jt) : CTL_WAIT_DEFAULT_MS;
+    return 0;
 }
 
+static json_t *bad_wait(void)
+{
+    return ctl_reply_err("bad_value",
+                         "\"wait\" is a boolean and \"timeout_ms\" an integer in "
+                         "[1, %d]",
+                         CTL_WAIT_MAX_MS);
+}
+
+/* A requested value; null while no operator set it (the owner runs its own configuration). */
 static json_t *param_value(const struct rtd_ctl_snapshot *s, int i)
 {
     const struct rtd_ctl_param_desc *d = rtd_ctl_param_desc((enum rtd_ctl_param)i);
+    if (!rtd_ctl_param_is_set(s, (enum rtd_ctl_param)i))
+        return json_null();
     return d->type == RTD_PT_U64 ? json_integer((json_int_t)s->params[i])
                                  : json_real(rtd_ctl_param_get(s, (enum rtd_ctl_param)i));
+}
+
+static json_t *word_value(int i, uint64_t word)
+{
+    const struct rtd_ctl_param_desc *d = rtd_ctl_param_desc((enum rtd_ctl_param)i);
+    return d->type == RTD_PT_U64 ? json_integer((json_int_t)word)
+                                 : json_real(rtd_ctl_param_word((enum rtd_ctl_param)i, word));
 }
 
 static json_t *params_json(const struct rtd_ctl_snapshot *s)
@@ -35,12 +69,14 @@ static json_t *params_json(const struct rtd_ctl_snapshot *s)
     return o;
 }
 
-static json_t *acquisition_json(struct ctl *c)
+json_t *ctl_acquisition_json(struct ctl *c)
 {
     struct rtd_ctlblock_shm *b = rtd_ctlblock_shm(c->blk);
     /* K1 partner: the ack words are valid for the seq read here. */
     uint64_t ack = atomic_load_explicit(&b->acq_ack_seq, memory_order_acquire);
-    uint32_t pid = atomic_load_explicit(&b->acq_pid, memory_order_relaxed);
+    struct ctl_owner_state st;
+    ctl_owner_state(c, RTD_OWNER_ACQ, 0, &st);
+    uint32_t pid = st.first_pid;
     const struct rtd_ctl_snapshot *s = &c->snap;
     const char *req = s->acq_cmd == RTD_ACQ_CMD_START  ? "start"
                       : s->acq_cmd == RTD_ACQ_CMD_STOP ? "stop"
@@ -52,10 +88,10 @@ static json_t *acquisition_json(struct ctl *c)
         "acked_seq", (json_int_t)ack, "state",
         rtd_acq_state_name(atomic_load_explicit(&b->acq_state, memory_order_relaxed)),
         "frames_done", (json_int_t)atomic_load_explicit(&b->acq_frames_done, memory_order_relaxed),
-        "acq_pid", (json_int_t)pid, "acq_alive", pid_alive(pid));
+        "acq_pid", (json_int_t)pid, "acq_alive", st.live > 0);
 }
 
-static json_t *recording_json(struct ctl *c)
+json_t *ctl_recording_json(struct ctl *c)
 {
     struct rtd_ctlblock_shm *b = rtd_ctlblock_shm(c->blk);
     uint64_t ack = atomic_load_explicit(&b->rec_ack_seq, memory_order_acquire);
@@ -63,12 +99,23 @@ static json_t *recording_json(struct ctl *c)
     const char *req = s->rec_cmd == RTD_REC_CMD_START  ? "start"
                       : s->rec_cmd == RTD_REC_CMD_STOP ? "stop"
                                                        : "none";
-    return json_pack("{s:s, s:s, s:I, s:b, s:b, s:i, s:I}", "requested", req, "path", s->rec_path,
-                     "seq", (json_int_t)s->rec_cmd_seq, "acknowledged",
-                     s->rec_cmd_seq > 0 && ack >= s->rec_cmd_seq, "active",
-                     atomic_load_explicit(&b->rec_active, memory_order_relaxed) != 0, "result",
-                     atomic_load_explicit(&b->rec_result, memory_order_relaxed), "bytes",
-                     (json_int_t)atomic_load_explicit(&b->rec_bytes, memory_order_relaxed));
+    uint64_t kept = atomic_load_explicit(&b->rec_records, memory_order_relaxed),
+             dropped = atomic_load_explicit(&b->rec_dropped, memory_order_relaxed);
+    json_t *r = json_pack("{s:s, s:s, s:I, s:b, s:b, s:i, s:I, s:I, s:I}", "requested", req, "path",
+                          s->rec_path, "seq", (json_int_t)s->rec_cmd_seq, "acknowledged",
+                          s->rec_cmd_seq > 0 && ack >= s->rec_cmd_seq, "active",
+                          atomic_load_explicit(&b->rec_active, memory_order_relaxed) != 0, "result",
+                          atomic_load_explicit(&b->rec_result, memory_order_relaxed), "bytes",
+                          (json_int_t)atomic_load_explicit(&b->rec_bytes, memory_order_relaxed),
+                          "records", (json_int_t)kept, "dropped", (json_int_t)dropped);
+    /* The operator must be told when a recording does not keep up. */
+    if (dropped)
+        json_object_set_new(r, "warning",
+                            json_sprintf("recording dropped %llu of %llu records (%.1f %%)",
+                                         (unsigned long long)dropped,
+                                         (unsigned long long)(kept + dropped),
+                                         100.0 * (double)dropped / (double)(kept + dropped)));
+    return r;
 }
 
 static json_t *cmd_status(struct ctl *c)
@@ -89,8 +136,8 @@ static json_t *cmd_status(struct ctl *c)
             "pub_dropped", (json_int_t)atomic_load_explicit(c->c_pub_dropped, memory_order_relaxed),
             "subscriptions",
             (json_int_t)atomic_load_explicit(c->c_subscriptions, memory_order_relaxed)));
-    json_object_set_new(r, "acquisition", acquisition_json(c));
-    json_object_set_new(r, "recording", recording_json(c));
+    json_object_set_new(r, "acquisition", ctl_acquisition_json(c));
+    json_object_set_new(r, "recording", ctl_recording_json(c));
     json_object_set_new(r, "params", params_json(&c->snap));
     json_t *ov = ctl_stats_overview(c);
     json_object_update(r, ov); /* "processes", "rings" */
@@ -100,24 +147,56 @@ static json_t *cmd_status(struct ctl *c)
     return r;
 }
 
+/*
+ * Every parameter: what was requested (null: never set, the owner runs its own
+ * configuration), what its owner applied and in which generation, and whether
+ * the owner runs at all.
+ */
 static json_t *cmd_params(struct ctl *c)
 {
     json_t *r = ctl_reply_ok(), *a = json_array();
+    struct ctl_owner_state own[RTD_OWNER_PROC + 1];
+    for (int o = RTD_OWNER_ACQ; o <= RTD_OWNER_PROC; o++)
+        ctl_owner_state(c, (enum rtd_ctl_owner)o, c->snap.generation, &own[o]);
     for (int i = 0; i < RTD_P_COUNT; i++) {
         const struct rtd_ctl_param_desc *d = rtd_ctl_param_desc((enum rtd_ctl_param)i);
         json_t *p = json_pack("{s:s, s:s, s:s, s:f, s:f, s:s, s:s}", "name", d->name, "owner",
                               d->owner, "type", d->type == RTD_PT_U64 ? "integer" : "number", "min",
                               d->min, "max", d->max, "unit", d->unit, "help", d->help);
-        json_object_set_new(p, "value", param_value(&c->snap, i));
+        json_object_set_new(p, "requested", param_value(&c->snap, i));
+        json_object_set_new(p, "value", param_value(&c->snap, i)); /* schema 1 name */
+        if (d->owner_id == RTD_OWNER_CTL) {
+            /* ctl applies its own parameters as it writes them. */
+            json_object_set_new(p, "applied", word_value(i, c->snap.params[i]));
+            json_object_set_new(p, "applied_generation",
+                                json_integer((json_int_t)c->snap.generation));
+            json_object_set_new(p, "owner_running", json_true());
+        } else {
+            const struct ctl_owner_state *st = &own[d->owner_id];
+            json_object_set_new(p, "applied",
+                                st->have_applied ? word_value(i, st->applied[d->owner_index])
+                                                 : json_null());
+            json_object_set_new(p, "applied_generation",
+                                st->have_applied ? json_integer((json_int_t)st->applied_gen)
+                                                 : json_null());
+            json_object_set_new(p, "owner_running", json_boolean(st->live > 0));
+            json_object_set_new(p, "owner_processes", json_integer(st->live));
+            if (st->waiting)
+                json_object_set_new(p, "pending", json_integer(st->waiting));
+        }
         json_array_append_new(a, p);
     }
+    json_object_set_new(r, "generation", json_integer((json_int_t)c->snap.generation));
     json_object_set_new(r, "params", a);
     return r;
 }
 
 /* Validate every pair first; apply all of them under one seqlock write. */
-static json_t *cmd_set(struct ctl *c, json_t *req)
+static json_t *cmd_set(struct ctl *c, json_t *req, struct ctl_wait *w)
 {
+    uint64_t ms;
+    if (wait_ms(req, &ms))
+        return bad_wait();
     json_t *params = json_object_get(req, "params");
     json_t *single = NULL;
     if (!params) {
@@ -137,6 +216,8 @@ static json_t *cmd_set(struct ctl *c, json_t *req)
     const char *key;
     json_t *val;
     json_t *err = NULL;
+    unsigned owners = 0;
+    json_t *names = json_array();
     json_object_foreach(params, key, val)
     {
         int p = rtd_ctl_param_find(key);
@@ -162,32 +243,68 @@ static json_t *cmd_set(struct ctl *c, json_t *req)
             break;
         }
         rtd_ctl_param_store(&next, (enum rtd_ctl_param)p, v);
+        owners |= 1u << d->owner_id;
+        json_array_append_new(names, json_string(d->name));
     }
     if (!err) {
         /* A ROI is checked as a whole: it must not wrap around 16-bit coordinates. */
         uint64_t x = rtd_ctl_param_u64(&next, RTD_P_ACQ_ROI_X),
-                 w = rtd_ctl_param_u64(&next, RTD_P_ACQ_ROI_WIDTH),
+                 rw = rtd_ctl_param_u64(&next, RTD_P_ACQ_ROI_WIDTH),
                  y = rtd_ctl_param_u64(&next, RTD_P_ACQ_ROI_Y),
-                 h = rtd_ctl_param_u64(&next, RTD_P_ACQ_ROI_HEIGHT);
-        if (x + w > 65536 || y + h > 65536)
+                 rh = rtd_ctl_param_u64(&next, RTD_P_ACQ_ROI_HEIGHT);
+        if (x + rw > 65536 || y + rh > 65536)
             err = ctl_reply_err("out_of_range", "ROI %llu,%llu %llux%llu exceeds 65536 px",
-                                (unsigned long long)x, (unsigned long long)y, (unsigned long long)w,
-                                (unsigned long long)h);
+                                (unsigned long long)x, (unsigned long long)y,
+                                (unsigned long long)rw, (unsigned long long)rh);
     }
     json_decref(single);
-    if (err)
+    if (err) {
+        json_decref(names);
         return err;
+    }
     next.generation++;
+    struct rtd_ctl_snapshot before = c->snap;
     c->snap = next;
     rtd_ctlblock_write(c->blk, &c->snap);
+    owners &= ~(1u << RTD_OWNER_CTL); /* ctl's own: applied as written */
+    if (!ms || !owners) {
+        json_t *r = ctl_reply_ok();
+        json_object_set_new(r, "generation", json_integer((json_int_t)c->snap.generation));
+        json_object_set_new(r, "params", params_json(&c->snap));
+        json_object_set_new(r, "acknowledged", json_boolean(!owners));
+        json_decref(names);
+        return r;
+    }
+    w->kind = CTL_WAIT_PARAMS;
+    w->target = c->snap.generation;
+    w->owners = owners;
+    w->timeout_ns = ms * 1000000ull;
+    w->names = names;
+    w->before = before;
+    return NULL;
+}
+
+/* A command written to the block: answered now ("wait": false) or once acq acknowledged it. */
+static json_t *acq_command(struct ctl *c, uint64_t ms, struct ctl_wait *w, int rec)
+{
+    rtd_ctlblock_write(c->blk, &c->snap);
+    if (ms) {
+        w->kind = rec ? CTL_WAIT_REC : CTL_WAIT_ACQ;
+        w->target = rec ? c->snap.rec_cmd_seq : c->snap.acq_cmd_seq;
+        w->timeout_ns = ms * 1000000ull;
+        return NULL;
+    }
     json_t *r = ctl_reply_ok();
-    json_object_set_new(r, "generation", json_integer((json_int_t)c->snap.generation));
-    json_object_set_new(r, "params", params_json(&c->snap));
+    json_object_set_new(r, rec ? "recording" : "acquisition",
+                        rec ? ctl_recording_json(c) : ctl_acquisition_json(c));
     return r;
 }
 
-static json_t *cmd_start(struct ctl *c, json_t *req)
+static json_t *cmd_start(struct ctl *c, json_t *req, struct ctl_wait *w)
 {
+    uint64_t ms;
+    if (wait_ms(req, &ms))
+        return bad_wait();
     json_t *jm = json_object_get(req, "mode"), *jc = json_object_get(req, "count");
     const char *m = jm ? json_string_value(jm) : "continuous";
     uint32_t mode;
@@ -216,24 +333,24 @@ static json_t *cmd_start(struct ctl *c, json_t *req)
     c->snap.acq_mode = mode;
     c->snap.acq_count = (uint64_t)count;
     c->snap.acq_cmd_seq++;
-    rtd_ctlblock_write(c->blk, &c->snap);
-    json_t *r = ctl_reply_ok();
-    json_object_set_new(r, "acquisition", acquisition_json(c));
-    return r;
+    return acq_command(c, ms, w, 0);
 }
 
-static json_t *cmd_stop(struct ctl *c)
+static json_t *cmd_stop(struct ctl *c, json_t *req, struct ctl_wait *w)
 {
+    uint64_t ms;
+    if (wait_ms(req, &ms))
+        return bad_wait();
     c->snap.acq_cmd = RTD_ACQ_CMD_STOP;
     c->snap.acq_cmd_seq++;
-    rtd_ctlblock_write(c->blk, &c->snap);
-    json_t *r = ctl_reply_ok();
-    json_object_set_new(r, "acquisition", acquisition_json(c));
-    return r;
+    return acq_command(c, ms, w, 0);
 }
 
-static json_t *cmd_record(struct ctl *c, json_t *req)
+static json_t *cmd_record(struct ctl *c, json_t *req, struct ctl_wait *w)
 {
+    uint64_t ms;
+    if (wait_ms(req, &ms))
+        return bad_wait();
     const char *a = json_string_value(json_object_get(req, "action"));
     if (!a || (strcmp(a, "start") && strcmp(a, "stop")))
         return ctl_reply_err("bad_value", "record wants \"action\": \"start\" or \"stop\"");
@@ -253,13 +370,10 @@ static json_t *cmd_record(struct ctl *c, json_t *req)
         c->snap.rec_cmd = RTD_REC_CMD_STOP;
     }
     c->snap.rec_cmd_seq++;
-    rtd_ctlblock_write(c->blk, &c->snap);
-    json_t *r = ctl_reply_ok();
-    json_object_set_new(r, "recording", recording_json(c));
-    return r;
+    return acq_command(c, ms, w, 1);
 }
 
-json_t *ctl_cmd_handle(struct ctl *c, const char *body, size_t len)
+json_t *ctl_cmd_handle(struct ctl *c, const char *body, size_t len, struct ctl_wait *w)
 {
     json_error_t jerr;
     json_t *req = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -277,13 +391,13 @@ json_t *ctl_cmd_handle(struct ctl *c, const char *body, size_t len)
     else if (!strcmp(cmd, "params"))
         r = cmd_params(c);
     else if (!strcmp(cmd, "set"))
-        r = cmd_set(c, req);
+        r = cmd_set(c, req, w);
     else if (!strcmp(cmd, "start"))
-        r = cmd_start(c, req);
+        r = cmd_start(c, req, w);
     else if (!strcmp(cmd, "stop"))
-        r = cmd_stop(c);
+        r = cmd_stop(c, req, w);
     else if (!strcmp(cmd, "record"))
-        r = cmd_record(c, req);
+        r = cmd_record(c, req, w);
     else if (!strcmp(cmd, "jobs"))
         r = ctl_jobs_handle(c, req);
     else if (!strcmp(cmd, "shutdown")) {
@@ -295,6 +409,13 @@ json_t *ctl_cmd_handle(struct ctl *c, const char *body, size_t len)
                           "jobs, shutdown)",
                           cmd);
     json_t *id = json_object_get(req, "id");
+    if (!r) {
+        /* Deferred: the reply is made once acknowledged (ctl_ack.c). */
+        w->id = id ? json_incref(id) : NULL;
+        snprintf(w->cmd, sizeof w->cmd, "%s", cmd);
+        json_decref(req);
+        return NULL;
+    }
     if (id)
         json_object_set(r, "id", id);
     if (cmd)

@@ -20,6 +20,8 @@
 /* Schema version of every JSON message and reply (docs/zmq.md). */
 #define CTL_SCHEMA_VERSION 1
 #define CTL_MAX_ENDPOINTS  4
+/* Largest control request accepted (ZMQ_MAXMSGSIZE on the ROUTER socket). */
+#define CTL_MAX_REQUEST_BYTES (4 << 20)
 
 struct ctl_opts {
     const char *instance;
@@ -44,6 +46,7 @@ struct ctl_opts {
 struct ctl_stats_state; /* ctl_stats.c */
 struct ctl_stream;      /* ctl_stream.c */
 struct ctl_jobs;        /* ctl_jobs.c */
+struct ctl_acks;        /* ctl_ack.c */
 
 struct ctl {
     struct ctl_opts o;
@@ -59,7 +62,7 @@ struct ctl {
     _Atomic uint64_t *c_pub_msgs, *c_pub_bytes, *c_pub_dropped, *c_requests, *c_bad_requests,
         *c_zap_denied, *c_zap_allowed, *c_subscriptions, *c_jobs_submitted, *c_jobs_done,
         *c_jobs_failed, *c_jobs_cancelled, *g_jobs_running, *g_jobs_queued, *c_results_msgs,
-        *c_frames_msgs, *c_results_lapped;
+        *c_frames_msgs, *c_results_lapped, *c_replies_dropped;
     struct rtd_hist *h_publish; /* time to build and send one interval's stats */
     struct rtd_hist *h_request; /* time to handle one control request */
     struct rtd_ctlblock *blk;
@@ -67,6 +70,7 @@ struct ctl {
     struct ctl_stats_state *st;
     struct ctl_stream *stream;
     struct ctl_jobs *jobs;
+    struct ctl_acks *acks;
     uint64_t start_ns, start_realtime_ns;
     uint64_t topic_seq[8];
     volatile int stop;
@@ -117,8 +121,45 @@ void ctl_jobs_publish_events(struct ctl *c);
  */
 int rtd_ctl_main(int argc, char **argv, volatile sig_atomic_t *stop);
 
-/* ctl_cmd.c */
-json_t *ctl_cmd_handle(struct ctl *c, const char *body, size_t len);
+/*
+ * ctl_ack.c: replies that wait for the owner's acknowledgement. A command
+ * handler that changed the control block fills a wait and returns no reply;
+ * the reply goes out from ctl_ack_poll() once the owner acknowledged, refused,
+ * or the timeout passed.
+ */
+enum ctl_wait_kind { CTL_WAIT_PARAMS = 1, CTL_WAIT_ACQ = 2, CTL_WAIT_REC = 3 };
+struct ctl_wait {
+    enum ctl_wait_kind kind; /* 0: reply now */
+    uint64_t target;         /* parameter generation, acq_cmd_seq or rec_cmd_seq */
+    unsigned owners;         /* PARAMS: bits 1u << RTD_OWNER_* involved */
+    uint64_t timeout_ns;
+    json_t *names; /* PARAMS: the names set (owned reference) */
+    json_t *id;    /* the request's "id" (owned reference) */
+    char cmd[16];
+    struct rtd_ctl_snapshot before; /* PARAMS: requested values before (withdrawn on refusal) */
+};
+/* What one owner (acq, or every fit worker of proc) acknowledged for generation gen. */
+struct ctl_owner_state {
+    int live, waiting, refused, refused_param, have_applied;
+    uint32_t first_pid, waiting_pid, refused_pid;
+    uint64_t applied_gen, applied[RTD_CTL_OWNER_VALUES];
+    char reason[RTD_CTL_REASON_MAX];
+};
+int ctl_owner_state(struct ctl *c, enum rtd_ctl_owner o, uint64_t gen, struct ctl_owner_state *st);
+int ctl_ack_init(struct ctl *c);
+void ctl_ack_free(struct ctl *c);
+int ctl_ack_defer(struct ctl *c, const void *ident, size_t ident_len, int delim,
+                  struct ctl_wait *w);
+void ctl_ack_poll(struct ctl *c);
+int ctl_ack_pending(const struct ctl *c);
+
+/* ctl_main.c: one reply to the ROUTER identity (never blocks). */
+void ctl_send_reply(struct ctl *c, const void *ident, size_t ident_len, int delim, json_t *reply);
+
+/* ctl_cmd.c: a reply, or NULL with *w filled when the reply waits for an acknowledgement. */
+json_t *ctl_cmd_handle(struct ctl *c, const char *body, size_t len, struct ctl_wait *w);
+json_t *ctl_acquisition_json(struct ctl *c);
+json_t *ctl_recording_json(struct ctl *c);
 
 /* Helpers for replies. */
 json_t *ctl_reply_ok(void);

@@ -286,7 +286,20 @@ out:
         zmq_msg_close(&part[i]);
 }
 
-/* One request: [identity, (empty,) body] -> [identity, (empty,) reply]. */
+void ctl_send_reply(struct ctl *c, const void *ident, size_t ident_len, int delim, json_t *reply)
+{
+    char *js = json_dumps(reply, JSON_COMPACT);
+    zmq_send(c->router, ident, ident_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    if (delim)
+        zmq_send(c->router, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    /* ROUTER drops a reply to a vanished client (not ROUTER_MANDATORY): counted as failed. */
+    if (zmq_send(c->router, js ? js : "{\"ok\":false}", js ? strlen(js) : 11, ZMQ_DONTWAIT) < 0)
+        atomic_fetch_add_explicit(c->c_replies_dropped, 1, memory_order_relaxed);
+    free(js);
+}
+
+/* One request: [identity, (empty,) body] -> [identity, (empty,) reply], now or once acknowledged.
+ */
 static void router_handle(struct ctl *c)
 {
     zmq_msg_t part[4];
@@ -313,20 +326,33 @@ static void router_handle(struct ctl *c)
     int delim = zmq_msg_size(&part[1]) == 0;
     zmq_msg_t *body = &part[n - 1];
     json_t *reply;
+    struct ctl_wait w;
+    memset(&w, 0, sizeof w);
     if ((delim && n != 3) || (!delim && n != 2))
         reply = ctl_reply_err("malformed", "expected one JSON part per request");
     else
-        reply = ctl_cmd_handle(c, zmq_msg_data(body), zmq_msg_size(body));
+        reply = ctl_cmd_handle(c, zmq_msg_data(body), zmq_msg_size(body), &w);
     atomic_fetch_add_explicit(c->c_requests, 1, memory_order_relaxed);
-    if (!json_is_true(json_object_get(reply, "ok")))
-        atomic_fetch_add_explicit(c->c_bad_requests, 1, memory_order_relaxed);
-    char *js = json_dumps(reply, JSON_COMPACT);
-    json_decref(reply);
-    zmq_send(c->router, zmq_msg_data(&part[0]), zmq_msg_size(&part[0]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    if (delim)
-        zmq_send(c->router, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send(c->router, js ? js : "{\"ok\":false}", js ? strlen(js) : 11, ZMQ_DONTWAIT);
-    free(js);
+    if (!reply) {
+        int rc = ctl_ack_defer(c, zmq_msg_data(&part[0]), zmq_msg_size(&part[0]), delim, &w);
+        if (rc) {
+            /* The command was carried out; only its acknowledgement cannot be awaited. */
+            reply = ctl_reply_err("busy",
+                                  "%d replies already wait for acknowledgements; '%s' "
+                                  "was sent but its effect is unconfirmed",
+                                  ctl_ack_pending(c), w.cmd);
+            if (w.id)
+                json_object_set(reply, "id", w.id);
+            json_decref(w.id);
+            json_decref(w.names);
+        }
+    }
+    if (reply) {
+        if (!json_is_true(json_object_get(reply, "ok")))
+            atomic_fetch_add_explicit(c->c_bad_requests, 1, memory_order_relaxed);
+        ctl_send_reply(c, zmq_msg_data(&part[0]), zmq_msg_size(&part[0]), delim, reply);
+        json_decref(reply);
+    }
     for (int i = 0; i < n; i++)
         zmq_msg_close(&part[i]);
     if (c->h_request)
@@ -417,6 +443,11 @@ static int setup_sockets(struct ctl *c)
     zmq_setsockopt(c->pub, ZMQ_SNDHWM, &c->o.sndhwm, sizeof c->o.sndhwm);
     zmq_setsockopt(c->pub, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(c->router, ZMQ_LINGER, &zero, sizeof zero);
+    /* Bounded control input: a larger request closes its connection (libzmq counts
+     * nothing; the peer sees a reset). Requests are small JSON objects; jobs with
+     * inline data have --x-file instead. */
+    int64_t maxmsg = CTL_MAX_REQUEST_BYTES;
+    zmq_setsockopt(c->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     /* A reply to a client that went away is dropped, never queued or blocking. */
     zmq_setsockopt(c->router, ZMQ_ROUTER_MANDATORY, &zero, sizeof zero);
     if (c->o.pub_nodrop)
@@ -449,6 +480,7 @@ static void init_counters(struct ctl *c)
         {&c->c_subscriptions, "pub.subscriptions", RTD_GAUGE},
         {&c->c_requests, "ctl.requests", RTD_COUNTER},
         {&c->c_bad_requests, "ctl.requests_failed", RTD_COUNTER},
+        {&c->c_replies_dropped, "ctl.replies_dropped", RTD_COUNTER},
         {&c->c_zap_allowed, "curve.allowed", RTD_COUNTER},
         {&c->c_zap_denied, "curve.denied", RTD_COUNTER},
         {&c->c_jobs_submitted, "jobs.submitted", RTD_COUNTER},
@@ -535,11 +567,15 @@ int rtd_ctl_main(int argc, char **argv, volatile sig_atomic_t *stop)
         c->stats = NULL;
     }
     init_counters(c);
-    if ((rc = rtd_ctlblock_create(&c->blk, c->instance))) {
+    int adopted = 0;
+    if ((rc = rtd_ctlblock_create(&c->blk, c->instance, &adopted))) {
         rtd_log(RTD_LOG_ERR, "control block %s: %s%s", RTD_CTLBLOCK_RING, strerror(-rc),
                 rc == -EEXIST ? " (another rtdaq-ctl runs on this instance)" : "");
         goto cleanup_stats;
     }
+    if (adopted)
+        rtd_log(RTD_LOG_INFO, "adopted the parameters and commands of the previous rtdaq-ctl");
+    /* Nobody else writes the block yet: this read cannot find a write in progress. */
     rtd_ctlblock_read(c->blk, &c->snap);
     {
         struct rtd_ctl_snapshot *s = &c->snap;
@@ -551,7 +587,7 @@ int rtd_ctl_main(int argc, char **argv, volatile sig_atomic_t *stop)
     }
     if ((rc = setup_sockets(c)))
         goto cleanup_blk;
-    if ((rc = ctl_stats_init(c)) || (rc = ctl_stream_init(c)) ||
+    if ((rc = ctl_ack_init(c)) || (rc = ctl_stats_init(c)) || (rc = ctl_stream_init(c)) ||
         (rc = ctl_jobs_init(c, c->o.jobs_parallel, c->o.jobs_queue))) {
         rtd_log(RTD_LOG_ERR, "init: %s", strerror(-rc));
         goto cleanup_all;
@@ -583,6 +619,9 @@ int rtd_ctl_main(int argc, char **argv, volatile sig_atomic_t *stop)
             {c->pub, 0, ZMQ_POLLIN, 0},
             {c->zap, 0, ZMQ_POLLIN, 0},
         };
+        /* Acknowledgements are polled: a waiting reply goes out within ~1 ms of its ack. */
+        if (ctl_ack_pending(c) && timeout_ms > 1)
+            timeout_ms = 1;
         int n = zmq_poll(items, c->zap ? 3 : 2, timeout_ms);
         if (n < 0 && errno != EINTR) {
             rtd_log(RTD_LOG_ERR, "zmq_poll: %s", zmq_strerror(errno));
@@ -603,6 +642,7 @@ int rtd_ctl_main(int argc, char **argv, volatile sig_atomic_t *stop)
             if (items[1].revents & ZMQ_POLLIN)
                 pub_drain(c);
         }
+        ctl_ack_poll(c);
         ctl_stream_poll(c);
         ctl_jobs_publish_events(c);
         now = rtd_now_ns();
@@ -635,6 +675,7 @@ int rtd_ctl_main(int argc, char **argv, volatile sig_atomic_t *stop)
     ctl_stream_free(c); /* sends the end-of-acquisition messages */
     exit_code = 0;
 cleanup_all:
+    ctl_ack_free(c); /* waiting replies go unanswered: their clients time out */
     ctl_jobs_free(c);
     ctl_stats_free(c);
 cleanup_blk:

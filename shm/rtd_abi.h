@@ -63,7 +63,7 @@
 #include <stdatomic.h>
 
 #define RTD_ABI_MAJOR 2 /* 2: claimed on its own line, packet-ring tail guard */
-#define RTD_ABI_MINOR 0
+#define RTD_ABI_MINOR 1 /* 1: frame origin (ROI) in struct rtd_frame_hdr */
 
 #define RTD_MAGIC_RING  0x474e495251414454ull /* "TDAQRING" little-endian */
 #define RTD_MAGIC_STATS 0x5354415451414454ull /* "TDAQTATS" little-endian */
@@ -145,7 +145,12 @@ struct rtd_frame_hdr {
     uint32_t width, height, pixfmt;
     uint32_t reserved0;
     uint64_t frame_id; /* the source's frame number (gaps = lost frames upstream) */
-    uint64_t reserved1;
+    /*
+     * Where pixel (0,0) of this slot lies in the camera's full frame: non-zero
+     * when acq publishes a region of interest (acq.roi.*). Results are reported
+     * in full-frame coordinates (slot coordinates + origin). Minor 1; 0 before.
+     */
+    uint32_t origin_x, origin_y;
     /*
      * Slot sequence word, shm-internal: the position whose data the slot holds,
      * RTD_SLOT_WRITING while the producer writes it. Monitors read the slot
@@ -167,6 +172,8 @@ _Static_assert(offsetof(struct rtd_frame_hdr, width) == 32, "abi");
 _Static_assert(offsetof(struct rtd_frame_hdr, height) == 36, "abi");
 _Static_assert(offsetof(struct rtd_frame_hdr, pixfmt) == 40, "abi");
 _Static_assert(offsetof(struct rtd_frame_hdr, frame_id) == 48, "abi");
+_Static_assert(offsetof(struct rtd_frame_hdr, origin_x) == 56, "abi");
+_Static_assert(offsetof(struct rtd_frame_hdr, origin_y) == 60, "abi");
 _Static_assert(offsetof(struct rtd_frame_hdr, slot_seq) == 64, "abi");
 
 /* ---- packets -------------------------------------------------------------- */

@@ -7,6 +7,13 @@
  * given back to the group, so a worker killed mid-frame leaves it to be
  * re-offered (its results may then appear twice; never zero times).
  *
+ * proc.* parameters (threshold, max_iter, min_snr) come from rtdaq-ctl's
+ * control block: between frames the worker compares one generation word; a
+ * new generation is applied to its pipeline before the next frame and then
+ * acknowledged in the worker's own slot, so `rtdaq set` answers only after
+ * every live fit worker applied it. A parameter nobody set keeps the value of
+ * the worker's command line.
+ *
  * The loop busy-polls for --poll-us after each frame (a futex wake costs
  * ~25 us here) and sleeps on the ring's futex when idle.
  *
@@ -26,6 +33,7 @@
 #include <unistd.h>
 
 #include "proc_internal.h"
+#include "rtd_ctlblock.h"
 #include "rtd_fit_cuda.h"
 #include "rtd_results.h"
 #include "rtd_util.h"
@@ -48,6 +56,10 @@ struct fits_state {
     struct rtd_pipe_ion *ions;
     int max_ions;
     /* --backend cuda */
+    /* proc.* parameters from the control block */
+    struct rtd_pipe_config pcfg; /* the pipeline's configuration as applied */
+    struct rtd_ctlblock *blk;
+    uint64_t handled_gen, next_attach_ns;
     struct rtd_cuda_pipe *cpipe;
     int cw, ch;                                  /* frame size cpipe was made for */
     int cuda_broken;                             /* create failed: frames are skipped */
@@ -129,8 +141,9 @@ static void publish(struct fits_state *s, const struct rtd_frame *f, int n,
         *r = (struct rtd_res_ion){
             .frame_seq = h->seq,
             .frame_id = h->frame_id,
-            .x = (float)a->x,
-            .y = (float)a->y,
+            /* Slot coordinates to the camera's full frame (acq.roi.*). */
+            .x = (float)(a->x + h->origin_x),
+            .y = (float)(a->y + h->origin_y),
             .amp = (float)a->amp,
             .sigma = (float)a->sigma,
             .offset = (float)a->offset,
@@ -392,6 +405,76 @@ static int cuda_step(struct fits_state *s)
     return did > 0 || s->q_n > 0;
 }
 
+/* Apply a parameter generation to the CPU pipeline (rebuilt between frames) and acknowledge. */
+static void params_apply(struct fits_state *s)
+{
+    struct rtd_ctl_snapshot snap;
+    if (rtd_ctlblock_read(s->blk, &snap))
+        return; /* a write in progress: the next frame boundary tries again */
+    struct rtd_pipe_config cfg = s->pcfg;
+    cfg.threshold =
+        (float)rtd_ctl_param_or(&snap, RTD_P_PROC_THRESHOLD, (double)s->o->pipe.threshold);
+    cfg.max_iter = (int)rtd_ctl_param_or(&snap, RTD_P_PROC_MAX_ITER, (double)s->o->pipe.max_iter);
+    cfg.min_snr = (float)rtd_ctl_param_or(&snap, RTD_P_PROC_MIN_SNR, (double)s->o->pipe.min_snr);
+    int rc = 0;
+    if (memcmp(&cfg, &s->pcfg, sizeof cfg) && s->pipe) {
+        struct rtd_pipe *np = NULL;
+        rc = rtd_pipe_create(&np, &cfg, 512, 512);
+        if (rc == 0) {
+            rtd_pipe_destroy(s->pipe);
+            s->pipe = np;
+        }
+    }
+    const int slot = RTD_CTL_SLOT_PROC(s->w->id);
+    if (rc) {
+        rtd_ctlblock_owner_ack(s->blk, slot, snap.generation, rc, RTD_P_PROC_THRESHOLD,
+                               "pipeline rebuild failed", NULL);
+    } else {
+        if (s->pipe || s->o->backend == PROC_BACKEND_CUDA)
+            s->pcfg = cfg;
+        /* The effective values, in the parameter words' encoding. */
+        rtd_ctl_param_store(&snap, RTD_P_PROC_THRESHOLD, (double)s->pcfg.threshold);
+        rtd_ctl_param_store(&snap, RTD_P_PROC_MAX_ITER, (double)s->pcfg.max_iter);
+        rtd_ctl_param_store(&snap, RTD_P_PROC_MIN_SNR, (double)s->pcfg.min_snr);
+        rtd_ctlblock_owner_ack(s->blk, slot, snap.generation, 0, -1, NULL, &snap);
+    }
+    s->handled_gen = snap.generation;
+    if (rc == 0)
+        rtd_log(RTD_LOG_INFO,
+                "parameters generation %llu applied: threshold %g, max_iter %d, "
+                "min_snr %g",
+                (unsigned long long)snap.generation, (double)s->pcfg.threshold, s->pcfg.max_iter,
+                (double)s->pcfg.min_snr);
+}
+
+/* Every ~50 ms: follow the control block of the live rtdaq-ctl (it may restart). */
+static void params_attach(struct fits_state *s, uint64_t now)
+{
+    if (s->blk && !rtd_ctlblock_live(s->blk)) {
+        rtd_ctlblock_close(s->blk);
+        s->blk = NULL;
+    }
+    if (s->blk || now < s->next_attach_ns)
+        return;
+    s->next_attach_ns = now + 200000000ull;
+    if (rtd_ctlblock_attach(&s->blk, s->o->instance))
+        return;
+    if (!rtd_ctlblock_live(s->blk)) {
+        rtd_ctlblock_close(s->blk);
+        s->blk = NULL;
+        return;
+    }
+    rtd_ctlblock_owner_attach(s->blk, RTD_CTL_SLOT_PROC(s->w->id), RTD_OWNER_PROC);
+    params_apply(s);
+}
+
+/* Between frames: one load of the generation word. */
+static inline void params_check(struct fits_state *s)
+{
+    if (s->blk && rtd_ctlblock_generation(s->blk) != s->handled_gen)
+        params_apply(s);
+}
+
 int proc_worker_fits(const struct proc_opts *o, struct proc_worker *w)
 {
     struct fits_state s;
@@ -414,7 +497,8 @@ int proc_worker_fits(const struct proc_opts *o, struct proc_worker *w)
     s.max_ions = o->pipe.max_ions;
     s.ions = calloc((size_t)s.max_ions, sizeof *s.ions);
     /* The GPU context is made on the first frame, for its size. */
-    int rc = o->backend == PROC_BACKEND_CUDA ? 0 : rtd_pipe_create(&s.pipe, &o->pipe, 512, 512);
+    s.pcfg = o->pipe;
+    int rc = o->backend == PROC_BACKEND_CUDA ? 0 : rtd_pipe_create(&s.pipe, &s.pcfg, 512, 512);
     if (!s.ions || rc < 0) {
         rtd_log(RTD_LOG_ERR, "pipeline: %s", strerror(rc < 0 ? -rc : ENOMEM));
         goto out;
@@ -433,6 +517,7 @@ int proc_worker_fits(const struct proc_opts *o, struct proc_worker *w)
         if (now - last_beat > 50000000ull) {
             last_beat = now;
             rtd_stats_heartbeat(w->stats);
+            params_attach(&s, now);
             /* The producer closed the ring (acq stopped or restarted): attach again later. */
             if (s.frames && atomic_load_explicit(&rtd_ring_header(s.frames)->state,
                                                  memory_order_acquire) != RTD_STATE_READY) {
@@ -471,6 +556,7 @@ int proc_worker_fits(const struct proc_opts *o, struct proc_worker *w)
             }
             continue;
         }
+        params_check(&s);
         struct rtd_frame f;
         rc = rtd_group_take(s.group, &f);
         if (rc == 0) {
@@ -508,6 +594,8 @@ out:
         rtd_ring_close(s.results);
     rtd_pipe_destroy(s.pipe);
     rtd_cuda_pipe_destroy(s.cpipe);
+    if (s.blk)
+        rtd_ctlblock_close(s.blk);
     free(s.ions);
     return ret;
 }

@@ -4,8 +4,12 @@
  * state; malformed JSON, unknown commands, unknown parameters and
  * out-of-range values get an error reply and change nothing (the block is
  * compared byte for byte). An acknowledgement written the way acq writes it
- * shows up in `status`. The CLI's exit codes: 0 ok, 1 refused, 2 usage,
- * 3 unreachable. `shutdown` ends the daemon with status 0.
+ * shows up in `status`. Acknowledged control: a `set` of an acq parameter
+ * with no acq answers "owner_not_running"; with an owner (a child process
+ * that acknowledges the way acq does) it answers with the applied values, and
+ * a refusal answers the owner's reason and withdraws the request's values.
+ * The CLI's exit codes: 0 ok, 1 refused, 2 usage, 3 unreachable. `shutdown`
+ * ends the daemon with status 0.
  */
 #include "ctl_test.h"
 #include "rtd_ctlblock.h"
@@ -14,6 +18,29 @@
 static int same(const struct rtd_ctl_snapshot *a, const struct rtd_ctl_snapshot *b)
 {
     return !memcmp(a, b, sizeof *a);
+}
+
+/* Acknowledges parameter generations in acq's slot as acq does; refuses acq.roi.x > 500. */
+static void fake_acq(const char *inst, double seconds)
+{
+    struct rtd_ctlblock *b = NULL;
+    if (rtd_ctlblock_attach(&b, inst))
+        _exit(1);
+    rtd_ctlblock_owner_attach(b, RTD_CTL_SLOT_ACQ, RTD_OWNER_ACQ);
+    uint64_t handled = UINT64_MAX;
+    for (int i = 0; i < (int)(seconds * 1000); i++) {
+        struct rtd_ctl_snapshot s;
+        if (rtd_ctlblock_read(b, &s) == 0 && s.generation != handled) {
+            handled = s.generation;
+            if (rtd_ctl_param_u64(&s, RTD_P_ACQ_ROI_X) > 500)
+                rtd_ctlblock_owner_ack(b, RTD_CTL_SLOT_ACQ, s.generation, -ERANGE, RTD_P_ACQ_ROI_X,
+                                       "ROI beyond the 300x300 frame", NULL);
+            else
+                rtd_ctlblock_owner_ack(b, RTD_CTL_SLOT_ACQ, s.generation, 0, -1, NULL, &s);
+        }
+        usleep(1000);
+    }
+    _exit(0);
 }
 
 int main(void)
@@ -70,8 +97,18 @@ int main(void)
     }
 
     /* set: applied atomically, generation bumped. */
+    /* No acq and no proc: a waiting set names the owner that is not running. */
+    r = t_req(&t, "{\"cmd\":\"set\",\"params\":{\"acq.roi.x\":3},\"timeout_ms\":300}");
+    REQUIRE(r, "no reply to a set without owner");
+    CHECK(json_is_false(json_object_get(r, "ok")) &&
+              !strcmp(json_string_value(json_object_get(r, "code")), "owner_not_running") &&
+              strstr(json_string_value(json_object_get(r, "error")), "rtdaq-acq"),
+          "set without acq: %s", json_string_value(json_object_get(r, "error")));
+    json_decref(r);
+    rtd_ctlblock_read(blk, &s0); /* the request stays asked: it applies when acq starts */
     r = t_req(&t, "{\"cmd\":\"set\",\"params\":{\"acq.roi.x\":10,\"acq.roi.y\":20,"
-                  "\"acq.roi.width\":100,\"acq.roi.height\":50,\"proc.threshold\":12.5}}");
+                  "\"acq.roi.width\":100,\"acq.roi.height\":50,\"proc.threshold\":12.5},"
+                  "\"wait\":false}");
     REQUIRE(t_ok(r), "set ROI");
     rtd_ctlblock_read(blk, &s1);
     CHECK(s1.generation == s0.generation + 1, "generation %llu", (unsigned long long)s1.generation);
@@ -82,7 +119,7 @@ int main(void)
     json_decref(r);
 
     /* start/stop/record reach the block with a new seq each. */
-    r = t_req(&t, "{\"cmd\":\"start\",\"mode\":\"multiple\",\"count\":10}");
+    r = t_req(&t, "{\"cmd\":\"start\",\"mode\":\"multiple\",\"count\":10,\"wait\":false}");
     REQUIRE(t_ok(r), "start");
     json_decref(r);
     rtd_ctlblock_read(blk, &s1);
@@ -105,10 +142,11 @@ int main(void)
     CHECK(json_integer_value(json_object_get(json_object_get(r, "params"), "acq.roi.width")) == 100,
           "params in status");
     json_decref(r);
-    r = t_req(&t, "{\"cmd\":\"stop\"}");
+    r = t_req(&t, "{\"cmd\":\"stop\",\"wait\":false}");
     CHECK(t_ok(r), "stop");
     json_decref(r);
-    r = t_req(&t, "{\"cmd\":\"record\",\"action\":\"start\",\"path\":\"/var/lib/rtdaq/x.rec\"}");
+    r = t_req(&t, "{\"cmd\":\"record\",\"action\":\"start\",\"path\":\"/var/lib/rtdaq/x.rec\","
+                  "\"wait\":false}");
     CHECK(t_ok(r), "record start");
     json_decref(r);
     r = NULL;
@@ -117,6 +155,42 @@ int main(void)
     CHECK(s1.rec_cmd == RTD_REC_CMD_START && !strcmp(s1.rec_path, "/var/lib/rtdaq/x.rec") &&
               s1.rec_cmd_seq == 1,
           "record in the block");
+
+    /* With an owner: applied values come back; a refusal is reported and withdrawn. */
+    {
+        pid_t owner = fork();
+        REQUIRE(owner >= 0, "fork");
+        if (owner == 0)
+            fake_acq(inst, 5.0);
+        r = t_req(&t, "{\"cmd\":\"set\",\"params\":{\"acq.frame_rate_limit\":100}}");
+        CHECK(t_ok(r), "set with an owner");
+        json_t *ap =
+            json_object_get(json_object_get(json_object_get(r, "applied"), "rtdaq-acq"), "values");
+        CHECK(json_integer_value(json_object_get(ap, "acq.frame_rate_limit")) == 100,
+              "applied value in the reply");
+        json_decref(r);
+        rtd_ctlblock_read(blk, &s0);
+        r = t_req(&t, "{\"cmd\":\"set\",\"params\":{\"acq.roi.x\":900}}");
+        CHECK(r && json_is_false(json_object_get(r, "ok")) &&
+                  !strcmp(json_string_value(json_object_get(r, "code")), "refused") &&
+                  strstr(json_string_value(json_object_get(r, "error")), "beyond the 300x300"),
+              "refusal with the owner's reason");
+        json_decref(r);
+        rtd_ctlblock_read(blk, &s1);
+        CHECK(s1.params[RTD_P_ACQ_ROI_X] == s0.params[RTD_P_ACQ_ROI_X] &&
+                  s1.generation > s0.generation,
+              "refused value withdrawn (roi.x word %llu)",
+              (unsigned long long)s1.params[RTD_P_ACQ_ROI_X]);
+        r = t_req(&t, "{\"cmd\":\"params\"}");
+        json_t *pa = json_array_get(json_object_get(r, "params"), RTD_P_ACQ_FRAME_RATE_LIMIT);
+        CHECK(json_integer_value(json_object_get(pa, "applied")) == 100 &&
+                  json_is_true(json_object_get(pa, "owner_running")),
+              "params: applied value and owner");
+        json_decref(r);
+        r = NULL;
+        kill(owner, SIGKILL);
+        waitpid(owner, NULL, 0);
+    }
 
     /* A ctl-owned setting applies at once: stats come every 100 ms. */
     sub = t_sub(ctx, t.pub, "stats.ctl");
@@ -144,8 +218,11 @@ int main(void)
         CHECK(t_run(stj, 0) == 0, "rtdaq status --json");
         const char *top[] = {CLI_BIN, "top", "--once", "--ctl", ctl_ep, NULL};
         CHECK(t_run(top, 0) == 0, "rtdaq top --once");
-        const char *set_ok[] = {CLI_BIN, "set", "acq.roi.y=7", "--ctl", ctl_ep, NULL};
-        CHECK(t_run(set_ok, 0) == 0, "rtdaq set acq.roi.y=7");
+        const char *set_nowner[] = {CLI_BIN, "set",   "acq.roi.y=7", "--timeout",
+                                    "0.3",   "--ctl", ctl_ep,        NULL};
+        CHECK(t_run(set_nowner, 0) == 1, "rtdaq set without its owner -> 1");
+        const char *set_ok[] = {CLI_BIN, "set", "acq.roi.y=7", "--no-wait", "--ctl", ctl_ep, NULL};
+        CHECK(t_run(set_ok, 0) == 0, "rtdaq set acq.roi.y=7 --no-wait");
         rtd_ctlblock_read(blk, &s1);
         CHECK(rtd_ctl_param_u64(&s1, RTD_P_ACQ_ROI_Y) == 7, "CLI set reached the block");
         const char *set_bad[] = {CLI_BIN, "set", "bogus=1", "--ctl", ctl_ep, NULL};
@@ -158,8 +235,10 @@ int main(void)
         CHECK(t_run(list, 0) == 0, "rtdaq set --list");
         const char *start_bad[] = {CLI_BIN, "start", "--mode", "sometimes", "--ctl", ctl_ep, NULL};
         CHECK(t_run(start_bad, 0) == 1, "rtdaq start --mode sometimes -> 1");
-        const char *start_ok[] = {CLI_BIN, "start", "5", "--ctl", ctl_ep, NULL};
-        CHECK(t_run(start_ok, 0) == 0, "rtdaq start 5");
+        const char *start_ok[] = {CLI_BIN, "start", "5", "--no-wait", "--ctl", ctl_ep, NULL};
+        CHECK(t_run(start_ok, 0) == 0, "rtdaq start 5 --no-wait");
+        const char *stop_nowner[] = {CLI_BIN, "stop", "--timeout", "0.3", "--ctl", ctl_ep, NULL};
+        CHECK(t_run(stop_nowner, 0) == 1, "rtdaq stop without acq -> 1");
         rtd_ctlblock_read(blk, &s1);
         CHECK(s1.acq_mode == RTD_ACQ_MULTIPLE && s1.acq_count == 5, "CLI start 5");
         const char *jobs[] = {CLI_BIN, "jobs", "list", "--ctl", ctl_ep, NULL};

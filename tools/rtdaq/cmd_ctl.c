@@ -26,6 +26,7 @@ struct cli {
     const char *cmd;
     const char *endpoint;
     int json, timeout_ms, once, wait;
+    int ack_ms; /* --timeout S: how long the owner may take to apply (0: --no-wait) */
     double interval_s;
     int iterations;
     struct rtd_curve_client curve;
@@ -38,7 +39,12 @@ static const char usage[] =
     "  rtdaq start [--mode single|multiple|continuous] [--count N]\n"
     "  rtdaq stop\n"
     "  rtdaq set NAME=VALUE [NAME=VALUE...] | rtdaq set --list\n"
+    "  rtdaq params                        requested and applied value, owner, generation\n"
     "  rtdaq record start [PATH] | rtdaq record stop\n"
+    "  start, stop, set and record return once the owning process applied the command\n"
+    "  (exit 0), refused it (exit 1 with its reason) or did not answer (exit 1):\n"
+    "    --timeout S         wait at most S seconds for the owner (default 2)\n"
+    "    --no-wait           return once rtdaq-ctl has passed it on\n"
     "  rtdaq jobs list | status ID [--wait] | cancel ID\n"
     "  rtdaq jobs submit wct (--x-file F --y-file F | --json-args '{\"x\":[..],\"y\":[..]}')\n"
     "        [--dt S] [--dj D] [--mc N] [--level P] [--seed N] [--threads N] [--output F] "
@@ -49,7 +55,7 @@ static const char usage[] =
     "common options:\n"
     "  --ctl EP              control endpoint (default $RTDAQ_CTL or " RTD_CTL_CTL_DEFAULT ")\n"
     "  --json                print the daemon's JSON reply\n"
-    "  --timeout-ms N        give up after N ms (default 3000): exit code 3\n"
+    "  --timeout-ms N        give up on reaching rtdaq-ctl after N ms (default 3000): exit 3\n"
     "  --curve-server-key F  server public key (PREFIX.pub) for a CURVE endpoint\n"
     "  --curve-key F         our secret key (PREFIX.secret)\n"
     "exit codes: 0 ok, 1 command failed, 2 usage, 3 daemon unreachable\n";
@@ -62,11 +68,13 @@ static int request(struct cli *cl, json_t *req, json_t **reply)
     *reply = NULL;
     if (!body)
         return RTD_EXIT_FAIL;
-    int rc = rtd_ctl_request(cl->endpoint, body, cl->timeout_ms, &cl->curve, &rep);
+    /* ctl answers a waiting command once its owner acknowledged: allow for that wait. */
+    int tmo = cl->ack_ms + 1000 > cl->timeout_ms ? cl->ack_ms + 1000 : cl->timeout_ms;
+    int rc = rtd_ctl_request(cl->endpoint, body, tmo, &cl->curve, &rep);
     free(body);
     if (rc == -ETIMEDOUT) {
         fprintf(stderr, "rtdaq %s: no reply from %s within %d ms (is rtdaq-ctl running?%s)\n",
-                cl->cmd, cl->endpoint, cl->timeout_ms,
+                cl->cmd, cl->endpoint, tmo,
                 cl->curve.server_pub_file ? " is our key on its allow-list?" : "");
         return RTD_EXIT_UNREACHABLE;
     }
@@ -490,6 +498,62 @@ static int do_jobs(struct cli *cl, int argc, char **argv, int first)
     return cl->wait ? wait_job(cl, id) : RTD_EXIT_OK;
 }
 
+/* start/stop/set/record: how long ctl waits for the owner (docs/ctl.md). */
+static void add_wait(const struct cli *cl, json_t *req)
+{
+    if (cl->ack_ms)
+        json_object_set_new(req, "timeout_ms", json_integer(cl->ack_ms));
+    else
+        json_object_set_new(req, "wait", json_false());
+}
+
+static void print_value(json_t *v)
+{
+    if (json_is_null(v) || !v)
+        printf(" %14s", "-");
+    else
+        printf(" %14g", json_number_value(v));
+}
+
+/* `rtdaq params`: requested and applied values side by side, with the owner's state. */
+static int do_params(struct cli *cl)
+{
+    json_t *r;
+    int rc = request(cl, json_pack("{s:s}", "cmd", "params"), &r);
+    if (rc)
+        return rc;
+    if (!cl->json) {
+        size_t i;
+        json_t *p;
+        printf("%-22s %-5s %14s %14s %10s  %s\n", "NAME", "OWNER", "REQUESTED", "APPLIED",
+               "GENERATION", "STATE");
+        json_array_foreach(json_object_get(r, "params"), i, p)
+        {
+            printf("%-22s %-5s", jstr(p, "name"), jstr(p, "owner"));
+            json_t *req = json_object_get(p, "requested"), *ap = json_object_get(p, "applied");
+            if (json_is_null(req))
+                printf(" %14s", "(config)");
+            else
+                print_value(req);
+            print_value(ap);
+            json_t *g = json_object_get(p, "applied_generation");
+            if (json_is_integer(g))
+                printf(" %10lld", (long long)json_integer_value(g));
+            else
+                printf(" %10s", "-");
+            const char *state = !json_is_true(json_object_get(p, "owner_running"))
+                                    ? "owner not running"
+                                : json_object_get(p, "pending") ? "pending"
+                                                                : "applied";
+            printf("  %s\n", state);
+        }
+        printf("generation %lld\n",
+               (long long)json_integer_value(json_object_get(r, "generation")));
+    }
+    json_decref(r);
+    return RTD_EXIT_OK;
+}
+
 static int do_set(struct cli *cl, int argc, char **argv, int first, int list)
 {
     json_t *r;
@@ -530,18 +594,47 @@ static int do_set(struct cli *cl, int argc, char **argv, int first, int list)
                             d == floor(d) && fabs(d) < 9e15 ? json_integer((json_int_t)d)
                                                             : json_real(d));
     }
-    if ((rc = request(cl, json_pack("{s:s, s:o}", "cmd", "set", "params", params), &r)))
+    json_t *req = json_pack("{s:s, s:o}", "cmd", "set", "params", params);
+    add_wait(cl, req);
+    if ((rc = request(cl, req, &r)))
         return rc;
-    if (!cl->json)
-        printf("ok (parameter generation %lld)\n",
-               (long long)json_integer_value(json_object_get(r, "generation")));
+    if (!cl->json) {
+        json_t *ap = json_object_get(r, "applied");
+        if (!ap) {
+            printf("ok: passed on as parameter generation %lld (%s)\n",
+                   (long long)json_integer_value(json_object_get(r, "generation")),
+                   json_is_true(json_object_get(r, "acknowledged")) ? "applied by rtdaq-ctl"
+                                                                    : "not awaited: --no-wait");
+        } else {
+            const char *owner;
+            json_t *o;
+            json_object_foreach(ap, owner, o)
+            {
+                const char *name;
+                json_t *v;
+                char vals[512] = "";
+                size_t at = 0;
+                json_object_foreach(json_object_get(o, "values"), name, v)
+                {
+                    char *t = json_dumps(v, JSON_ENCODE_ANY);
+                    at += (size_t)snprintf(vals + at, at < sizeof vals ? sizeof vals - at : 0,
+                                           "%s%s=%s", at ? " " : "", name, t ? t : "?");
+                    free(t);
+                }
+                int np = (int)json_integer_value(json_object_get(o, "processes"));
+                printf("ok: %s applied by %s%s%s (generation %lld)\n", vals, owner,
+                       np > 1 ? ", all " : "", np > 1 ? "workers" : "",
+                       (long long)json_integer_value(json_object_get(o, "generation")));
+            }
+        }
+    }
     json_decref(r);
     return RTD_EXIT_OK;
 }
 
 int rtd_cmd_ctl(const char *cmd, int argc, char **argv)
 {
-    struct cli cl = {.cmd = cmd, .timeout_ms = 3000, .interval_s = 1.0};
+    struct cli cl = {.cmd = cmd, .timeout_ms = 3000, .interval_s = 1.0, .ack_ms = 2000};
     cl.endpoint = getenv("RTDAQ_CTL") ? getenv("RTDAQ_CTL") : RTD_CTL_CTL_DEFAULT;
     cl.curve.server_pub_file = getenv("RTDAQ_CURVE_SERVER_KEY");
     cl.curve.client_secret = getenv("RTDAQ_CURVE_KEY");
@@ -559,6 +652,8 @@ int rtd_cmd_ctl(const char *cmd, int argc, char **argv)
         {"count", required_argument, 0, 'C'},
         {"list", no_argument, 0, 'l'},
         {"wait", no_argument, 0, 'w'},
+        {"timeout", required_argument, 0, 'T'},
+        {"no-wait", no_argument, 0, 'W'},
         {"curve-server-key", required_argument, 0, 'S'},
         {"curve-key", required_argument, 0, 'K'},
         {"help", no_argument, 0, 'h'},
@@ -610,6 +705,19 @@ int rtd_cmd_ctl(const char *cmd, int argc, char **argv)
         case 'w':
             cl.wait = 1;
             break;
+        case 'T': {
+            double t = strtod(optarg, &end);
+            if (*end || !(t >= 0.001 && t <= 60)) {
+                fprintf(stderr, "rtdaq %s: --timeout %s: want seconds in [0.001, 60]\n", cmd,
+                        optarg);
+                return RTD_EXIT_USAGE;
+            }
+            cl.ack_ms = (int)(t * 1000 + 0.5);
+            break;
+        }
+        case 'W':
+            cl.ack_ms = 0;
+            break;
         case 'S':
             cl.curve.server_pub_file = optarg;
             break;
@@ -635,6 +743,8 @@ int rtd_cmd_ctl(const char *cmd, int argc, char **argv)
     }
     if (!strcmp(cmd, "top"))
         return do_top(&cl);
+    if (!strcmp(cmd, "params"))
+        return do_params(&cl);
     if (!strcmp(cmd, "set"))
         return do_set(&cl, argc, argv, optind, list);
     if (!strcmp(cmd, "jobs")) {
@@ -687,21 +797,31 @@ int rtd_cmd_ctl(const char *cmd, int argc, char **argv)
     } else {
         goto usage;
     }
+    if (strcmp(cmd, "shutdown"))
+        add_wait(&cl, req);
     if ((rc = request(&cl, req, &r)))
         return rc;
     if (!cl.json) {
         json_t *a = json_object_get(r, "acquisition"), *rec = json_object_get(r, "recording");
+        const char *how = cl.ack_ms ? "acknowledged by rtdaq-acq" : "passed on, not awaited";
         if (a)
-            printf("ok: %s %s (seq %lld)%s\n", jstr(a, "requested"), jstr(a, "mode"),
-                   (long long)json_integer_value(json_object_get(a, "seq")),
-                   json_is_true(json_object_get(a, "acq_alive"))
-                       ? ""
-                       : " - note: no live acq has acknowledged commands yet");
+            printf("ok: %s%s%s (seq %lld, %s; acq is %s, %lld frames)\n", jstr(a, "requested"),
+                   strcmp(cmd, "start") ? "" : " ", strcmp(cmd, "start") ? "" : jstr(a, "mode"),
+                   (long long)json_integer_value(json_object_get(a, "seq")), how, jstr(a, "state"),
+                   (long long)json_integer_value(json_object_get(a, "frames_done")));
+        else if (rec && !strcmp(jstr(rec, "requested"), "start"))
+            printf("ok: recording %s (seq %lld, %s)\n",
+                   jstr(rec, "path")[0] ? jstr(rec, "path") : "into acq's record directory",
+                   (long long)json_integer_value(json_object_get(rec, "seq")), how);
         else if (rec)
-            printf("ok: record %s %s (seq %lld)\n", jstr(rec, "requested"), jstr(rec, "path"),
-                   (long long)json_integer_value(json_object_get(rec, "seq")));
+            printf("ok: recording stopped: %lld records kept, %lld dropped, %lld bytes (%s)\n",
+                   (long long)json_integer_value(json_object_get(rec, "records")),
+                   (long long)json_integer_value(json_object_get(rec, "dropped")),
+                   (long long)json_integer_value(json_object_get(rec, "bytes")), how);
         else
             printf("ok\n");
+        if (rec && jstr(rec, "warning")[0])
+            fprintf(stderr, "rtdaq %s: warning: %s\n", cmd, jstr(rec, "warning"));
     }
     json_decref(r);
     return RTD_EXIT_OK;

@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -910,6 +911,36 @@ static void count_left(const char *ring, void *arg)
     (*(int *)arg)++;
 }
 
+/*
+ * One `rtdaq run` per instance: an flock on /dev/shm/rtdaq-run.<instance>.lock
+ * (outside the instance's segment names, so no tool mistakes it for a ring),
+ * held until exit; the kernel drops it when we die, so a crash never leaves a
+ * stale lock. The holder's pid is written in it for the message. -EBUSY with
+ * *holder set when another run holds it.
+ */
+static int run_lock(const char *instance, pid_t *holder)
+{
+    char name[128];
+    snprintf(name, sizeof name, "/rtdaq-run.%s.lock", instance);
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        char buf[32] = "";
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        *holder = n > 0 ? (pid_t)atoi(buf) : 0;
+        close(fd);
+        return e == EWOULDBLOCK ? -EBUSY : -e;
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
+        /* The lock holds without the pid; only the refusal message loses it. */
+    }
+    return 0; /* fd stays open (and locked) until exit */
+}
+
 int rtd_cmd_run(int argc, char **argv)
 {
     char err[512];
@@ -938,6 +969,18 @@ int rtd_cmd_run(int argc, char **argv)
     if (rtd_config_check_only()) {
         printf("config ok\n");
         return RTD_EXIT_OK;
+    }
+    pid_t holder = 0;
+    int lock_rc = run_lock(instance, &holder);
+    if (lock_rc) {
+        if (lock_rc == -EBUSY)
+            fprintf(stderr,
+                    "rtdaq run: instance '%s' is already running (rtdaq run pid %d); stop it, or "
+                    "use --instance NAME for a second one\n",
+                    instance, (int)holder);
+        else
+            fprintf(stderr, "rtdaq run: instance lock: %s\n", strerror(-lock_rc));
+        return RTD_EXIT_FAIL;
     }
     int rc = notify_open();
     if (rc) {

@@ -50,7 +50,7 @@ int main(int argc, char **argv)
         return rtd_cmd_replay(sargc, sargv);
     if (!strcmp(cmd, "run"))
         return rtd_cmd_run(sargc, sargv);
-    static const char *ctl_cmds[] = {"status", "top",    "start", "stop",
+    static const char *ctl_cmds[] = {"status", "top",    "start", "stop",    "params",
                                      "set",    "record", "jobs",  "shutdown"};
     for (size_t i = 0; i < sizeof ctl_cmds / sizeof ctl_cmds[0]; i++)
         if (!strcmp(cmd, ctl_cmds[i]))
