@@ -29,6 +29,10 @@ struct acq_ctl {
     struct rtd_ctlblock *blk;
     struct rtd_ctl_snapshot last; /* last good copy */
     uint64_t handled_acq, handled_rec, handled_gen, next_attach_ns, next_live_ns;
+    /* Seqs acknowledged in this block: only commands acq carried out. */
+    uint64_t acked_acq, acked_rec;
+    /* Issue time of the last command handled (acq's start before any): survives ctl restarts. */
+    uint64_t acq_time_seen, rec_time_seen;
     uint64_t rec_base_records, rec_base_dropped; /* counters when this recording started */
     int acked_acquiring;
 };
@@ -37,7 +41,7 @@ static void ack_acq(struct acq *a)
 {
     struct acq_ctl *c = a->ctl;
     c->acked_acquiring = a->acquiring;
-    rtd_ctlblock_ack_acq(c->blk, c->handled_acq, a->acquiring ? RTD_ACQ_ACQUIRING : RTD_ACQ_IDLE,
+    rtd_ctlblock_ack_acq(c->blk, c->acked_acq, a->acquiring ? RTD_ACQ_ACQUIRING : RTD_ACQ_IDLE,
                          a->acq_done);
 }
 
@@ -52,7 +56,7 @@ static void ack_rec(struct acq *a, int result)
     /* Records of the current (or last) recording: the counters are cumulative. */
     r.records = a->cnt[C_REC_RECORDS] - c->rec_base_records;
     r.dropped = a->cnt[C_REC_DROPPED] - c->rec_base_dropped;
-    rtd_ctlblock_ack_rec(c->blk, c->handled_rec, &r);
+    rtd_ctlblock_ack_rec(c->blk, c->acked_rec, &r);
 }
 
 /*
@@ -129,6 +133,7 @@ void acq_ctl_poll(struct acq *a)
         c = a->ctl = calloc(1, sizeof *c);
         if (!c)
             return;
+        c->acq_time_seen = c->rec_time_seen = rtd_realtime_ns();
     }
     if (!c->blk) {
         if (now < c->next_attach_ns)
@@ -142,10 +147,22 @@ void acq_ctl_poll(struct acq *a)
             c->blk = NULL;
             return;
         }
-        /* Commands issued before we attached were meant for an earlier acq: not replayed.
-         * Parameters are state, not commands: the current ones are applied now. */
-        c->handled_acq = c->last.acq_cmd_seq;
-        c->handled_rec = c->last.rec_cmd_seq;
+        /*
+         * The block's current command: handled now if issued after the last one we
+         * handled (given while we re-attached to a restarted ctl); acknowledged as done
+         * if it is that very one (adopted by the new ctl); else it was meant for an
+         * earlier acq: neither replayed nor acknowledged. Parameters are state, not
+         * commands: the current ones are applied now.
+         */
+        const struct rtd_ctl_snapshot *l = &c->last;
+        c->handled_acq =
+            l->acq_cmd_time_ns > c->acq_time_seen ? l->acq_cmd_seq - 1 : l->acq_cmd_seq;
+        c->acked_acq =
+            l->acq_cmd_seq && l->acq_cmd_time_ns == c->acq_time_seen ? l->acq_cmd_seq : 0;
+        c->handled_rec =
+            l->rec_cmd_time_ns > c->rec_time_seen ? l->rec_cmd_seq - 1 : l->rec_cmd_seq;
+        c->acked_rec =
+            l->rec_cmd_seq && l->rec_cmd_time_ns == c->rec_time_seen ? l->rec_cmd_seq : 0;
         rtd_ctlblock_owner_attach(c->blk, RTD_CTL_SLOT_ACQ, RTD_OWNER_ACQ);
         apply_params(a, &c->last);
         c->handled_gen = c->last.generation;
@@ -172,7 +189,8 @@ void acq_ctl_poll(struct acq *a)
     }
     c->last = s;
     if (s.acq_cmd_seq != c->handled_acq) {
-        c->handled_acq = s.acq_cmd_seq;
+        c->handled_acq = c->acked_acq = s.acq_cmd_seq;
+        c->acq_time_seen = s.acq_cmd_time_ns;
         if (s.acq_cmd == RTD_ACQ_CMD_START) {
             a->acquiring = 1;
             a->acq_done = 0;
@@ -189,7 +207,8 @@ void acq_ctl_poll(struct acq *a)
         ack_acq(a);
     }
     if (s.rec_cmd_seq != c->handled_rec) {
-        c->handled_rec = s.rec_cmd_seq;
+        c->handled_rec = c->acked_rec = s.rec_cmd_seq;
+        c->rec_time_seen = s.rec_cmd_time_ns;
         int rc = 0;
         if (s.rec_cmd == RTD_REC_CMD_START) {
             if (a->rec)

@@ -333,6 +333,7 @@ static json_t *cmd_start(struct ctl *c, json_t *req, struct ctl_wait *w)
     c->snap.acq_mode = mode;
     c->snap.acq_count = (uint64_t)count;
     c->snap.acq_cmd_seq++;
+    c->snap.acq_cmd_time_ns = rtd_realtime_ns();
     return acq_command(c, ms, w, 0);
 }
 
@@ -343,6 +344,7 @@ static json_t *cmd_stop(struct ctl *c, json_t *req, struct ctl_wait *w)
         return bad_wait();
     c->snap.acq_cmd = RTD_ACQ_CMD_STOP;
     c->snap.acq_cmd_seq++;
+    c->snap.acq_cmd_time_ns = rtd_realtime_ns();
     return acq_command(c, ms, w, 0);
 }
 
@@ -370,6 +372,7 @@ static json_t *cmd_record(struct ctl *c, json_t *req, struct ctl_wait *w)
         c->snap.rec_cmd = RTD_REC_CMD_STOP;
     }
     c->snap.rec_cmd_seq++;
+    c->snap.rec_cmd_time_ns = rtd_realtime_ns();
     return acq_command(c, ms, w, 1);
 }
 

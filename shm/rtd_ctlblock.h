@@ -16,8 +16,10 @@
  *                    abi major/minor, size, creator pid, times, state
  *                    (RTD_STATE_READY written last, release)         ctl
  *    64  seq         seqlock word: odd while ctl writes; generation  ctl
- *   128  acq_cmd     seq, command (start/stop), mode, count          ctl
- *   192  rec_cmd     seq, command (start/stop), path (256 B)         ctl
+ *   128  acq_cmd     seq, command (start/stop), mode, count, issue
+ *                    time (CLOCK_REALTIME)                           ctl
+ *   192  rec_cmd     seq, command (start/stop), path (256 B), issue
+ *                    time                                            ctl
  *   512  params      RTD_CTL_PARAM_MAX 64-bit words, index = enum    ctl
  *  1536  acq_ack     acked seq, state, frames done, pid, time        acq
  *  1600  rec_ack     acked seq, result (0/-errno), bytes, records,
@@ -30,7 +32,12 @@
  * with rtd_ctlblock_read(), which gives up after a bounded number of retries
  * (-EAGAIN, the caller keeps its last good copy), so a ctl killed or stopped
  * in the middle of a write never stops a reader. A command is acted on once:
- * acq stores the seq it handled in its acknowledgement words.
+ * acq stores the seq it handled in its acknowledgement words, and only seqs it
+ * handled. Commands carry their issue time, which survives ctl restarts
+ * (adoption): an acq that attaches to a new block handles the block's command
+ * if it was issued after the last command acq handled (or after acq started),
+ * so a command given while acq was re-attaching is carried out, not lost, and
+ * an old one is never replayed.
  *
  * Liveness is the rings': the creator pid in the identity header, checked with
  * rtd_shm_pid_alive() (a zombie is dead). A reader whose creator died detaches
@@ -147,11 +154,13 @@ struct rtd_ctlblock_shm {
     _Atomic uint32_t acq_cmd;                 /* enum rtd_acq_cmd */
     _Atomic uint32_t acq_mode;                /* enum rtd_acq_mode */
     _Atomic uint64_t acq_count;               /* frames for single (1) / multiple (N) */
+    _Atomic uint64_t acq_cmd_time_ns;         /* CLOCK_REALTIME when the command was issued */
 
     alignas(64) _Atomic uint64_t rec_cmd_seq;
     _Atomic uint32_t rec_cmd; /* enum rtd_rec_cmd */
     uint32_t reserved1;
     _Atomic uint64_t rec_path[RTD_CTL_REC_PATH_MAX / 8]; /* NUL-terminated path, in words */
+    _Atomic uint64_t rec_cmd_time_ns;                    /* CLOCK_REALTIME of issue */
 
     alignas(64) _Atomic uint64_t params[RTD_CTL_PARAM_MAX];
 
@@ -178,7 +187,9 @@ struct rtd_ctlblock_shm {
 _Static_assert(sizeof(struct rtd_ctlblock_shm) == RTD_CTLBLOCK_SIZE, "control block is 4 KiB");
 _Static_assert(offsetof(struct rtd_ctlblock_shm, seq) == 64, "seq offset");
 _Static_assert(offsetof(struct rtd_ctlblock_shm, acq_cmd_seq) == 128, "acq_cmd offset");
+_Static_assert(offsetof(struct rtd_ctlblock_shm, acq_cmd_time_ns) == 152, "acq_cmd offset");
 _Static_assert(offsetof(struct rtd_ctlblock_shm, rec_cmd_seq) == 192, "rec_cmd offset");
+_Static_assert(offsetof(struct rtd_ctlblock_shm, rec_cmd_time_ns) == 464, "rec_cmd offset");
 _Static_assert(offsetof(struct rtd_ctlblock_shm, params) == 512, "params offset");
 _Static_assert(offsetof(struct rtd_ctlblock_shm, acq_ack_seq) == 1536, "acq_ack offset");
 _Static_assert(offsetof(struct rtd_ctlblock_shm, rec_ack_seq) == 1600, "rec_ack offset");
@@ -192,9 +203,11 @@ struct rtd_ctl_snapshot {
     uint64_t acq_cmd_seq;
     uint32_t acq_cmd, acq_mode;
     uint64_t acq_count;
+    uint64_t acq_cmd_time_ns;
     uint64_t rec_cmd_seq;
     uint32_t rec_cmd;
     char rec_path[RTD_CTL_REC_PATH_MAX];
+    uint64_t rec_cmd_time_ns;
     uint64_t params[RTD_P_COUNT];
 };
 

@@ -342,6 +342,8 @@ int rtd_ctlblock_read(const struct rtd_ctlblock *b, struct rtd_ctl_snapshot *out
         o->acq_cmd = atomic_load_explicit(&s->acq_cmd, memory_order_relaxed);
         o->acq_mode = atomic_load_explicit(&s->acq_mode, memory_order_relaxed);
         o->acq_count = atomic_load_explicit(&s->acq_count, memory_order_relaxed);
+        o->acq_cmd_time_ns = atomic_load_explicit(&s->acq_cmd_time_ns, memory_order_relaxed);
+        o->rec_cmd_time_ns = atomic_load_explicit(&s->rec_cmd_time_ns, memory_order_relaxed);
         o->rec_cmd_seq = atomic_load_explicit(&s->rec_cmd_seq, memory_order_relaxed);
         o->rec_cmd = atomic_load_explicit(&s->rec_cmd, memory_order_relaxed);
         for (size_t i = 0; i < RTD_CTL_REC_PATH_MAX / 8; i++) {
@@ -372,6 +374,8 @@ void rtd_ctlblock_write(struct rtd_ctlblock *b, const struct rtd_ctl_snapshot *o
     atomic_store_explicit(&s->acq_cmd, o->acq_cmd, memory_order_relaxed);
     atomic_store_explicit(&s->acq_mode, o->acq_mode, memory_order_relaxed);
     atomic_store_explicit(&s->acq_count, o->acq_count, memory_order_relaxed);
+    atomic_store_explicit(&s->acq_cmd_time_ns, o->acq_cmd_time_ns, memory_order_relaxed);
+    atomic_store_explicit(&s->rec_cmd_time_ns, o->rec_cmd_time_ns, memory_order_relaxed);
     atomic_store_explicit(&s->acq_cmd_seq, o->acq_cmd_seq, memory_order_relaxed);
     atomic_store_explicit(&s->rec_cmd, o->rec_cmd, memory_order_relaxed);
     for (size_t i = 0; i < RTD_CTL_REC_PATH_MAX / 8; i++) {
