@@ -53,6 +53,10 @@ enum acq_counter {
     C_PKT_RATE_LIMITED,
     C_FRAMES_ROI_OUTSIDE,
     C_CTL_READ_BUSY,
+    /* Reasons within frames.dropped (with ring.frames_dropped): see docs/operate.md. */
+    C_FRAMES_CAMERA_SKIPPED,
+    C_FRAMES_DROPPED_PARTIAL,
+    C_FRAMES_TOO_LARGE,
     C_N
 };
 

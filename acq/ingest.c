@@ -59,6 +59,9 @@ static const char *const counter_label[C_N] = {
     [C_PKT_RATE_LIMITED] = "packets.rate_limited",
     [C_FRAMES_ROI_OUTSIDE] = "frames.roi_outside",
     [C_CTL_READ_BUSY] = "ctl.read_busy",
+    [C_FRAMES_CAMERA_SKIPPED] = "frames.camera_skipped",
+    [C_FRAMES_DROPPED_PARTIAL] = "frames.dropped_partial",
+    [C_FRAMES_TOO_LARGE] = "frames.too_large",
 };
 
 /* ---- sockets ------------------------------------------------------------- */
@@ -509,6 +512,7 @@ static void frame_end(struct acq *a, int complete, int timeout)
             frame_publish(a, fa, RTD_FRAME_PARTIAL);
         } else {
             a->cnt[C_FRAMES_DROPPED]++; /* the unpublished claim is reused by the next claim */
+            a->cnt[C_FRAMES_DROPPED_PARTIAL]++;
         }
     }
     fa->active = 0;
@@ -620,6 +624,7 @@ static int source_frame(struct acq *a, uint64_t id, const uint16_t *px, uint32_t
     uint64_t bytes = (uint64_t)w * h * 2;
     if (bytes > a->slot_payload) {
         a->cnt[C_FRAMES_DROPPED]++;
+        a->cnt[C_FRAMES_TOO_LARGE]++;
         return -EMSGSIZE;
     }
     if (rtd_frame_claim(a->fring, &fa->f)) {
@@ -661,8 +666,10 @@ uint64_t acq_source_poll(struct acq *a)
                 uint64_t skip = behind - a->synth_backlog;
                 a->synth_id += skip;
                 a->synth_next_ns += skip * a->synth_period_ns;
-                if (a->acquiring)
+                if (a->acquiring) {
                     a->cnt[C_FRAMES_DROPPED] += skip;
+                    a->cnt[C_FRAMES_CAMERA_SKIPPED] += skip;
+                }
             }
         }
         int burst = 0;
@@ -948,17 +955,24 @@ void acq_teardown(struct acq *a)
 {
     if (a->stats)
         rtd_log(RTD_LOG_INFO,
-                "stopped: packets %llu (gaps %llu, bad %llu), clients accepted %llu rejected %llu, "
-                "frames %llu (partial %llu, dropped %llu), ring drops %llu",
+                "stopped: frames published %llu, dropped %llu (ring full %llu, camera skipped "
+                "%llu, partial %llu, too large %llu), rate-limited %llu, partial delivered %llu; "
+                "packets %llu (gaps %llu, bad %llu, ring full %llu), clients accepted %llu "
+                "rejected %llu",
+                (unsigned long long)a->cnt[C_FRAMES_RX],
+                (unsigned long long)a->cnt[C_FRAMES_DROPPED],
+                (unsigned long long)a->cnt[C_RING_FRAMES_DROPPED],
+                (unsigned long long)a->cnt[C_FRAMES_CAMERA_SKIPPED],
+                (unsigned long long)a->cnt[C_FRAMES_DROPPED_PARTIAL],
+                (unsigned long long)a->cnt[C_FRAMES_TOO_LARGE],
+                (unsigned long long)a->cnt[C_FRAMES_RATE_LIMITED],
+                (unsigned long long)(a->cnt[C_FRAMES_PARTIAL] - a->cnt[C_FRAMES_DROPPED_PARTIAL]),
                 (unsigned long long)a->cnt[C_PKT_RX], (unsigned long long)a->cnt[C_PKT_GAPS],
                 (unsigned long long)(a->cnt[C_BAD_MAGIC] + a->cnt[C_BAD_VERSION] +
                                      a->cnt[C_BAD_LENGTH] + a->cnt[C_OVERSIZE]),
+                (unsigned long long)a->cnt[C_RING_DROPPED],
                 (unsigned long long)a->cnt[C_CLIENTS_ACCEPTED],
-                (unsigned long long)a->cnt[C_CLIENTS_REJECTED],
-                (unsigned long long)a->cnt[C_FRAMES_RX],
-                (unsigned long long)a->cnt[C_FRAMES_PARTIAL],
-                (unsigned long long)a->cnt[C_FRAMES_DROPPED],
-                (unsigned long long)a->cnt[C_RING_DROPPED]);
+                (unsigned long long)a->cnt[C_CLIENTS_REJECTED]);
     acq_ctl_close(a);
     acq_recording_stop(a);
     if (a->replay)

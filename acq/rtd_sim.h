@@ -27,6 +27,8 @@ struct rtd_sim_packets_opts {
 struct rtd_sim_packets_result {
     uint64_t packets, bytes, writes, late_batches;
     uint32_t connected, connect_failed, send_errors;
+    uint32_t reconnects;     /* connections made again after acq went away (restart) */
+    uint64_t packets_unsent; /* generated but never sent: the batch in flight at a loss */
     double seconds;
 };
 

@@ -30,6 +30,7 @@ struct sim_client {
     int fd;
     uint32_t id;
     uint64_t seq, next_due;
+    uint64_t retry_at; /* disconnected: next connect attempt */
     uint8_t *buf;
     size_t len, off; /* pending bytes of the current batch */
 };
@@ -95,6 +96,43 @@ static size_t build_batch(struct sim_client *c, const struct rtd_sim_packets_opt
     return (size_t)(p - c->buf);
 }
 
+/* A connected socket for one client, or -errno. */
+static int client_connect(const struct rtd_sim_packets_opts *o, const struct sockaddr_in *sa)
+{
+    int fd = socket(AF_INET, (o->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (const struct sockaddr *)sa, sizeof *sa)) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (!o->udp) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    int sz = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    return fd;
+}
+
+/*
+ * A connection lost (acq restarted, or gone): the batch in flight is lost with
+ * it (counted; acq sees the gap in the sequence numbers), and the client tries
+ * again every 200 ms, as a sensor that reconnects would.
+ */
+static void client_lost(struct sim_client *c, size_t pkt, struct rtd_sim_packets_result *res,
+                        uint64_t now)
+{
+    res->send_errors++;
+    if (c->off < c->len)
+        res->packets_unsent += (c->len - c->off + pkt - 1) / pkt;
+    c->len = c->off = 0;
+    close(c->fd);
+    c->fd = -1;
+    c->retry_at = now + 200000000ull;
+}
+
 int rtd_sim_packets(const struct rtd_sim_packets_opts *o, volatile sig_atomic_t *stop,
                     struct rtd_sim_packets_result *res)
 {
@@ -129,21 +167,14 @@ int rtd_sim_packets(const struct rtd_sim_packets_opts *o, volatile sig_atomic_t 
         c->id = o->client_base + i;
         c->fd = -1;
         c->buf = malloc(pkt * batch);
-        int fd = socket(AF_INET, (o->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
-        if (!c->buf || fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
-            if (fd >= 0)
-                close(fd);
+        c->next_due = t0 + interval * i / o->clients;
+        int fd = c->buf ? client_connect(o, &sa) : -ENOMEM;
+        if (fd < 0) {
             res->connect_failed++;
+            c->retry_at = t0 + 200000000ull;
             continue;
         }
-        if (!o->udp) {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        }
-        int sz = 4 << 20;
-        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
         c->fd = fd;
-        c->next_due = t0 + interval * i / o->clients;
         res->connected++;
     }
     uint64_t start = rtd_now_ns();
@@ -155,17 +186,35 @@ int rtd_sim_packets(const struct rtd_sim_packets_opts *o, volatile sig_atomic_t 
         uint64_t next = end;
         for (uint32_t i = 0; i < o->clients; i++) {
             struct sim_client *c = &cl[i];
-            if (c->fd < 0)
-                continue;
+            if (c->fd < 0) {
+                if (!c->buf)
+                    continue;
+                if (now < c->retry_at) {
+                    if (c->retry_at < next)
+                        next = c->retry_at;
+                    continue;
+                }
+                int fd = client_connect(o, &sa);
+                if (fd < 0) {
+                    c->retry_at = now + 200000000ull;
+                    if (c->retry_at < next)
+                        next = c->retry_at;
+                    continue;
+                }
+                c->fd = fd;
+                res->reconnects++;
+                /* Batches due while disconnected were never generated: start from now. */
+                if (c->next_due < now)
+                    c->next_due = now;
+            }
             if (c->off < c->len) {
                 ssize_t w =
                     send(c->fd, c->buf + c->off, c->len - c->off, MSG_DONTWAIT | MSG_NOSIGNAL);
                 if (w > 0)
                     c->off += (size_t)w;
                 else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-                    res->send_errors++;
-                    close(c->fd);
-                    c->fd = -1;
+                    client_lost(c, pkt, res, now);
+                    next = c->retry_at < next ? c->retry_at : next;
                     continue;
                 }
                 if (c->off < c->len) {
@@ -186,9 +235,9 @@ int rtd_sim_packets(const struct rtd_sim_packets_opts *o, volatile sig_atomic_t 
                 if (w > 0)
                     c->off = (size_t)w;
                 else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-                    res->send_errors++;
-                    close(c->fd);
-                    c->fd = -1;
+                    c->next_due += interval;
+                    client_lost(c, pkt, res, now);
+                    next = c->retry_at < next ? c->retry_at : next;
                     continue;
                 }
                 if (o->udp)

@@ -236,7 +236,9 @@ struct rtd_consumer_slot {
     uint32_t policy;                                 /* enum rtd_consumer_policy */
     int32_t group;                                   /* group index, or -1 */
     uint64_t opened_mono_ns;
-    uint64_t reserved0;
+    /* A group's shared cursor: the position it started at (records published before it
+     * existed were never offered to it; the accounting names them). Minor 1; 0 before. */
+    uint64_t start;
     char label[RTD_LABEL_MAX];
     uint64_t reserved1[4];
 };
@@ -249,6 +251,7 @@ _Static_assert(offsetof(struct rtd_consumer_slot, state) == 32, "abi");
 _Static_assert(offsetof(struct rtd_consumer_slot, pid) == 36, "abi");
 _Static_assert(offsetof(struct rtd_consumer_slot, policy) == 40, "abi");
 _Static_assert(offsetof(struct rtd_consumer_slot, group) == 44, "abi");
+_Static_assert(offsetof(struct rtd_consumer_slot, start) == 56, "abi");
 _Static_assert(offsetof(struct rtd_consumer_slot, label) == 64, "abi");
 
 /* ---- consumer groups ------------------------------------------------------ */

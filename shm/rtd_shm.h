@@ -88,6 +88,8 @@ const struct rtd_ring_hdr *rtd_ring_header(const struct rtd_ring *r);
 size_t rtd_ring_memsize(const struct rtd_ring_config *cfg);
 /* 1 once the creator closed the ring (end of stream): drain what is published, then stop. */
 int rtd_ring_closed(const struct rtd_ring *r);
+/* 1 when the ring's creator closed it or died: drain it, then attach to its successor. */
+int rtd_ring_orphaned(const struct rtd_ring *r);
 /*
  * Producer under RTD_OVERFLOW_BLOCK: sleep until a consumer frees space (or a
  * gating consumer is found dead) or timeout_ns passes. 0 or -ETIMEDOUT. Busy

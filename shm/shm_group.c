@@ -140,9 +140,9 @@ int rtd_group_join(struct rtd_group **out, struct rtd_ring *r, const char *group
             goto out;
         }
         g->consumer = ci;
-        atomic_store_explicit(&g->next,
-                              atomic_load_explicit(&h->consumers[ci].cursor, memory_order_seq_cst),
-                              memory_order_seq_cst);
+        uint64_t start = atomic_load_explicit(&h->consumers[ci].cursor, memory_order_seq_cst);
+        h->consumers[ci].start = start; /* before ACTIVE (release below): readers see it with it */
+        atomic_store_explicit(&g->next, start, memory_order_seq_cst);
         atomic_store_explicit(&g->state, RTD_GROUP_ACTIVE, memory_order_release);
     } else {
         g = &h->groups[gi];

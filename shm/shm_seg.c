@@ -471,3 +471,17 @@ int rtd_shm_cleanup(const char *instance, int force)
     int rc = rtd_shm_list(instance, cleanup_one, &c);
     return rc < 0 ? rc : c.removed;
 }
+
+/*
+ * A ring is orphaned when its creator closed it (CLOSED) or died without
+ * closing it (SIGKILL): a restarted producer creates a new segment under the
+ * same name, and a consumer must drain what is left here and attach anew.
+ * Costs a /proc read (see rtd_shm_pid_alive): call it at heartbeat rate.
+ */
+int rtd_ring_orphaned(const struct rtd_ring *r)
+{
+    /* A4: pairs with the creator's READY/CLOSED release stores. */
+    if (atomic_load_explicit(&r->hdr->state, memory_order_acquire) != RTD_STATE_READY)
+        return 1;
+    return !rtd_shm_pid_alive(r->hdr->creator_pid);
+}

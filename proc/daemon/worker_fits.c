@@ -60,6 +60,8 @@ struct fits_state {
     struct rtd_pipe_config pcfg; /* the pipeline's configuration as applied */
     struct rtd_ctlblock *blk;
     uint64_t handled_gen, next_attach_ns;
+    int draining;  /* the frames ring's producer is gone: take what is left, then re-attach */
+    int cuda_idle; /* the last cuda_step took and collected nothing */
     struct rtd_cuda_pipe *cpipe;
     int cw, ch;                                  /* frame size cpipe was made for */
     int cuda_broken;                             /* create failed: frames are skipped */
@@ -468,6 +470,24 @@ static void params_attach(struct fits_state *s, uint64_t now)
     params_apply(s);
 }
 
+/* While draining an orphaned ring: 1 once nothing is left to take and nothing is in flight. */
+static int drained_idle(struct fits_state *s)
+{
+    if (s->o->backend == PROC_BACKEND_CUDA)
+        return s->q_n == 0 && s->cuda_idle; /* cuda_step found nothing to take */
+    /* The producer is gone: published no longer moves. A take that finds nothing means
+     * every published frame was taken. */
+    struct rtd_frame f;
+    int rc = rtd_group_take(s->group, &f);
+    if (rc == 0) {
+        process(s, &f);
+        rtd_group_done(s->group, &f);
+        atomic_fetch_add_explicit(s->w->c.processed, 1, memory_order_relaxed);
+        return 0;
+    }
+    return 1; /* -EAGAIN (drained) or an error: either way this ring is done */
+}
+
 /* Between frames: one load of the generation word. */
 static inline void params_check(struct fits_state *s)
 {
@@ -518,12 +538,14 @@ int proc_worker_fits(const struct proc_opts *o, struct proc_worker *w)
             last_beat = now;
             rtd_stats_heartbeat(w->stats);
             params_attach(&s, now);
-            /* The producer closed the ring (acq stopped or restarted): attach again later. */
-            if (s.frames && atomic_load_explicit(&rtd_ring_header(s.frames)->state,
-                                                 memory_order_acquire) != RTD_STATE_READY) {
-                rtd_log(RTD_LOG_INFO, "frames ring closed by its producer; re-attaching");
-                detach_frames(&s);
-                rtd_stats_set_status(w->stats, "waiting for the frames ring");
+            /*
+             * The producer closed the ring or died (acq stopped, or SIGKILLed and
+             * restarted under the same name): the frames it published are still here
+             * and still ours to process. Drain them, then attach to the new ring.
+             */
+            if (s.frames && !s.draining && rtd_ring_orphaned(s.frames)) {
+                rtd_log(RTD_LOG_INFO, "frames ring orphaned by its producer; draining it");
+                s.draining = 1;
             }
         }
         if (!s.frames) {
@@ -542,8 +564,16 @@ int proc_worker_fits(const struct proc_opts *o, struct proc_worker *w)
             }
             continue;
         }
+        if (s.draining && drained_idle(&s)) {
+            rtd_log(RTD_LOG_INFO, "orphaned frames ring drained; re-attaching");
+            detach_frames(&s);
+            s.draining = 0;
+            rtd_stats_set_status(w->stats, "waiting for the frames ring");
+            continue;
+        }
         if (o->backend == PROC_BACKEND_CUDA) {
             rc = cuda_step(&s);
+            s.cuda_idle = rc == 0;
             if (rc < 0) {
                 rtd_log(RTD_LOG_ERR, "take from ring %s: %s; re-attaching", o->frames_ring,
                         strerror(-rc));

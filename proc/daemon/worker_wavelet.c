@@ -353,8 +353,8 @@ int proc_worker_wavelet(const struct proc_opts *o, struct proc_worker *w, int n_
                 atomic_fetch_add_explicit(k->lapped, l - lapped0, memory_order_relaxed);
                 lapped0 = l;
             }
-            if (s.packets && atomic_load_explicit(&rtd_ring_header(s.packets)->state,
-                                                  memory_order_acquire) != RTD_STATE_READY) {
+            /* Closed, or its producer died (acq SIGKILLed and restarted under the same name). */
+            if (s.packets && rtd_ring_orphaned(s.packets)) {
                 detach(&s);
                 lapped0 = 0;
                 rtd_stats_set_status(w->stats, "waiting for the packets ring");

@@ -273,8 +273,22 @@ static int wait_ready(struct child *ch, struct child *c, double timeout_s, int q
 
 /* ---- the live summary, read straight from the stats segments ------------- */
 
+/*
+ * The run's accounting (docs/operate.md): every frame the camera produced is
+ * published into the frames ring, dropped by acq for a named reason, or held
+ * back by the rate limit; every published frame is processed, lost (a dead
+ * consumer's), or still waiting at the moment of the snapshot. Packets and
+ * results have their own drop counters, never mixed into the frames'.
+ */
 struct snapshot {
-    uint64_t frames, packets, fits, processed, dropped, lost;
+    uint64_t frames; /* published into the frames ring */
+    uint64_t packets, fits, processed, lost;
+    uint64_t never_offered; /* published before the fit workers' group existed */
+    uint64_t dropped;       /* acq's frames.dropped: the sum of the reasons below */
+    uint64_t ring_full, camera_skipped, partial, too_large;
+    uint64_t rate_limited;
+    uint64_t packets_dropped, results_dropped;
+    uint64_t rec_records, rec_dropped;
     uint64_t lat_buckets[RTD_HIST_BUCKETS];
     int procs;
 };
@@ -291,17 +305,29 @@ static void snap_counter(const char *label, enum rtd_counter_kind kind, uint64_t
         return;
     int acq = !strcmp(c->process, "acq");
     int proc = !strncmp(c->process, "proc", 4);
-    if (acq && !strcmp(label, "packets.rx"))
-        c->s->packets += v;
-    if (proc && (!strcmp(label, "fits.converged") || !strcmp(label, "fits.failed")))
-        c->s->fits += v;
-    if (proc && !strcmp(label, "frames.processed"))
-        c->s->processed += v;
-    /* Data lost on the way: frames the camera could not place (incomplete or ring full),
-     * packet records a full ring refused, results a full results ring refused. */
-    if ((acq && (!strcmp(label, "frames.dropped") || !strcmp(label, "ring.dropped"))) ||
-        (proc && !strcmp(label, "results.dropped")))
-        c->s->dropped += v;
+    static const struct {
+        int acq;
+        const char *label;
+        size_t off;
+    } map[] = {
+        {1, "packets.rx", offsetof(struct snapshot, packets)},
+        {1, "frames.dropped", offsetof(struct snapshot, dropped)},
+        {1, "ring.frames_dropped", offsetof(struct snapshot, ring_full)},
+        {1, "frames.camera_skipped", offsetof(struct snapshot, camera_skipped)},
+        {1, "frames.dropped_partial", offsetof(struct snapshot, partial)},
+        {1, "frames.too_large", offsetof(struct snapshot, too_large)},
+        {1, "frames.rate_limited", offsetof(struct snapshot, rate_limited)},
+        {1, "ring.dropped", offsetof(struct snapshot, packets_dropped)},
+        {1, "record.records", offsetof(struct snapshot, rec_records)},
+        {1, "record.dropped", offsetof(struct snapshot, rec_dropped)},
+        {0, "fits.converged", offsetof(struct snapshot, fits)},
+        {0, "fits.failed", offsetof(struct snapshot, fits)},
+        {0, "frames.processed", offsetof(struct snapshot, processed)},
+        {0, "results.dropped", offsetof(struct snapshot, results_dropped)},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if ((map[i].acq ? acq : proc) && !strcmp(label, map[i].label))
+            *(uint64_t *)(void *)((char *)c->s + map[i].off) += v;
 }
 
 static void snap_hist(const char *label, const uint64_t *b, void *arg)
@@ -346,14 +372,24 @@ static void snap_segment(const char *ring, void *arg)
 
 static void snap_add(struct snapshot *a, const struct snapshot *b)
 {
-    a->frames += b->frames;
-    a->packets += b->packets;
-    a->fits += b->fits;
-    a->processed += b->processed;
-    a->dropped += b->dropped;
-    a->lost += b->lost;
+    /* Every field before lat_buckets is a uint64_t count. */
+    uint64_t *x = (uint64_t *)(void *)a;
+    const uint64_t *y = (const uint64_t *)(const void *)b;
+    for (size_t i = 0; i < offsetof(struct snapshot, lat_buckets) / sizeof(uint64_t); i++)
+        x[i] += y[i];
     for (int i = 0; i < RTD_HIST_BUCKETS; i++)
         a->lat_buckets[i] += b->lat_buckets[i];
+}
+
+/* p-th percentile of the latency recorded between two snapshots (a recent window). */
+static uint64_t window_percentile(const struct snapshot *now, const struct snapshot *then, double p)
+{
+    uint64_t d[RTD_HIST_BUCKETS];
+    for (int i = 0; i < RTD_HIST_BUCKETS; i++)
+        d[i] = now->lat_buckets[i] >= then->lat_buckets[i]
+                   ? now->lat_buckets[i] - then->lat_buckets[i]
+                   : now->lat_buckets[i];
+    return rtd_hist_percentile(d, p);
 }
 
 /*
@@ -374,8 +410,15 @@ static void ring_counts(const char *instance, struct snapshot *s)
     if (rtd_ring_attach_readonly(&r, instance, "frames") == 0) {
         const struct rtd_ring_hdr *h = rtd_ring_header(r);
         s->frames += atomic_load_explicit(&h->published_records, memory_order_relaxed);
-        for (int g = 0; g < RTD_MAX_GROUPS; g++)
-            s->lost += atomic_load_explicit(&h->groups[g].lost_dead, memory_order_relaxed);
+        for (int g = 0; g < RTD_MAX_GROUPS; g++) {
+            const struct rtd_group_slot *gs = &h->groups[g];
+            if (atomic_load_explicit(&gs->state, memory_order_acquire) != RTD_GROUP_ACTIVE)
+                continue;
+            s->lost += atomic_load_explicit(&gs->lost_dead, memory_order_relaxed);
+            /* The fit workers' group (one per frames ring under rtdaq run). */
+            if (gs->consumer >= 0 && gs->consumer < RTD_MAX_CONSUMERS)
+                s->never_offered += h->consumers[gs->consumer].start;
+        }
         rtd_ring_close(r);
     }
 }
@@ -1021,7 +1064,11 @@ int rtd_cmd_run(int argc, char **argv)
     }
 
     uint64_t t0 = rtd_now_ns(), last = t0;
+    /* Totals since the run began (every counter starts at zero with the run); the live
+     * latency percentile is over the last 10 s (hist[] keeps one snapshot a second). */
     struct snapshot first, prev, cur;
+    static struct snapshot hist[10];
+    int n_hist = 0;
     snapshot_take(instance, &first);
     prev = first;
     int tty = isatty(STDERR_FILENO);
@@ -1075,19 +1122,20 @@ int rtd_cmd_run(int argc, char **argv)
         if (now - last >= 1000000000ull) {
             snapshot_take(instance, &cur);
             double dt = (double)(now - last) / 1e9;
+            const struct snapshot *old = n_hist < 10 ? &first : &hist[n_hist % 10];
             if (!o.quiet) {
-                uint64_t p99 = rtd_hist_percentile(cur.lat_buckets, 0.99);
+                uint64_t p99 = window_percentile(&cur, old, 0.99);
                 fprintf(stderr,
-                        "%s[%6.1f s] frames/s %9.0f  packets/s %11.0f  fits/s %10.0f  drops %llu"
-                        "  lost %llu  latency p99 %7.1f us  restarts %d%s",
+                        "%s[%6.1f s] frames/s %9.0f  packets/s %11.0f  fits/s %10.0f  dropped %llu"
+                        "  lost %llu  p99 (10 s) %7.1f us  restarts %d%s%s",
                         tty ? "\r" : "", (double)(now - t0) / 1e9,
                         rate(cur.frames, prev.frames, dt), rate(cur.packets, prev.packets, dt),
-                        rate(cur.fits, prev.fits, dt),
-                        (unsigned long long)(cur.dropped - first.dropped),
-                        (unsigned long long)(cur.lost - first.lost), (double)p99 / 1e3,
+                        rate(cur.fits, prev.fits, dt), (unsigned long long)cur.dropped,
+                        (unsigned long long)cur.lost, (double)p99 / 1e3,
                         ch[CH_ACQ].restarts + ch[CH_PROC].restarts + ch[CH_CTL].restarts,
-                        tty ? "   " : "\n");
+                        cur.rec_dropped ? "  RECORDING DROPS" : "", tty ? "   " : "\n");
             }
+            hist[n_hist++ % 10] = cur;
             rtd_sd_watchdog();
             prev = cur;
             last = now;
@@ -1113,39 +1161,75 @@ int rtd_cmd_run(int argc, char **argv)
     int left = 0;
     rtd_shm_list(instance, count_left, &left);
 
+    /*
+     * Totals since the run began: every segment starts at zero with the run (rates subtract
+     * nothing either: the first snapshot is taken once everything is up, and the frames in
+     * flight then would otherwise count as processed and not published).
+     */
     double secs = (double)(t_end - t0) / 1e9;
-    uint64_t frames = cur.frames - first.frames, packets = cur.packets - first.packets;
-    uint64_t fits = cur.fits - first.fits;
+    uint64_t frames = cur.frames, packets = cur.packets, fits = cur.fits;
+    uint64_t produced = cur.frames + cur.dropped + cur.rate_limited;
+    int64_t unprocessed =
+        (int64_t)cur.frames - (int64_t)(cur.processed + cur.lost + cur.never_offered);
+    uint64_t other =
+        cur.dropped - (cur.ring_full + cur.camera_skipped + cur.partial + cur.too_large);
+    json_t *reasons = json_pack("{s:I, s:I, s:I, s:I, s:I}", "ring_full", (json_int_t)cur.ring_full,
+                                "camera_skipped", (json_int_t)cur.camera_skipped, "partial",
+                                (json_int_t)cur.partial, "too_large", (json_int_t)cur.too_large,
+                                "other", (json_int_t)other);
     json_t *rep = json_pack(
         "{s:s, s:f, s:I, s:f, s:I, s:f, s:I, s:f, s:I, s:I, s:I, s:f, s:f, s:i, s:i, s:i, s:i}",
         "instance", instance, "seconds", secs, "frames", (json_int_t)frames, "frames_per_s",
         secs > 0 ? (double)frames / secs : 0.0, "packets", (json_int_t)packets, "packets_per_s",
         secs > 0 ? (double)packets / secs : 0.0, "fits", (json_int_t)fits, "fits_per_s",
-        secs > 0 ? (double)fits / secs : 0.0, "frames_processed",
-        (json_int_t)(cur.processed - first.processed), "dropped",
-        (json_int_t)(cur.dropped - first.dropped), "lost", (json_int_t)(cur.lost - first.lost),
-        "latency_p50_us", (double)rtd_hist_percentile(cur.lat_buckets, 0.5) / 1e3, "latency_p99_us",
+        secs > 0 ? (double)fits / secs : 0.0, "frames_processed", (json_int_t)cur.processed,
+        "dropped", (json_int_t)cur.dropped, "lost", (json_int_t)cur.lost, "latency_p50_us",
+        (double)rtd_hist_percentile(cur.lat_buckets, 0.5) / 1e3, "latency_p99_us",
         (double)rtd_hist_percentile(cur.lat_buckets, 0.99) / 1e3, "restarts_acq",
         ch[CH_ACQ].restarts, "restarts_proc", ch[CH_PROC].restarts, "restarts_ctl",
         ch[CH_CTL].restarts, "segments_left", left);
+    json_object_set_new(rep, "frames_produced", json_integer((json_int_t)produced));
+    json_object_set_new(rep, "rate_limited", json_integer((json_int_t)cur.rate_limited));
+    json_object_set_new(rep, "dropped_by_reason", reasons);
+    json_object_set_new(rep, "unprocessed", json_integer((json_int_t)unprocessed));
+    json_object_set_new(rep, "never_offered", json_integer((json_int_t)cur.never_offered));
+    json_object_set_new(rep, "packets_dropped", json_integer((json_int_t)cur.packets_dropped));
+    json_object_set_new(rep, "results_dropped", json_integer((json_int_t)cur.results_dropped));
+    json_object_set_new(rep, "recording",
+                        json_pack("{s:I, s:I}", "records", (json_int_t)cur.rec_records, "dropped",
+                                  (json_int_t)cur.rec_dropped));
     json_object_set_new(rep, "single", json_boolean(o.single));
     if (o.json) {
-        char *s = json_dumps(rep, JSON_COMPACT);
-        printf("%s\n", s);
-        free(s);
+        char *js = json_dumps(rep, JSON_COMPACT);
+        printf("%s\n", js);
+        free(js);
     } else {
         printf("rtdaq run: %.1f s on instance '%s'\n", secs, instance);
-        printf("  frames     %12llu  (%.0f/s), processed %llu\n", (unsigned long long)frames,
-               secs > 0 ? (double)frames / secs : 0.0,
-               (unsigned long long)(cur.processed - first.processed));
-        printf("  packets    %12llu  (%.0f/s)\n", (unsigned long long)packets,
-               secs > 0 ? (double)packets / secs : 0.0);
-        printf("  fits       %12llu  (%.0f/s)\n", (unsigned long long)fits,
-               secs > 0 ? (double)fits / secs : 0.0);
-        printf("  dropped    %12llu   lost %llu\n",
-               (unsigned long long)(cur.dropped - first.dropped),
-               (unsigned long long)(cur.lost - first.lost));
-        printf("  latency    p50 %.1f us  p99 %.1f us (frame timestamp -> fit result)\n",
+        printf("  frames     %12llu produced by the camera = %llu published + %llu dropped + %llu "
+               "rate-limited\n",
+               (unsigned long long)produced, (unsigned long long)frames,
+               (unsigned long long)cur.dropped, (unsigned long long)cur.rate_limited);
+        printf("  published  %12llu (%.0f/s) = %llu processed + %llu lost + %llu before the fit "
+               "workers joined + %lld not yet processed at the stop\n",
+               (unsigned long long)frames, secs > 0 ? (double)frames / secs : 0.0,
+               (unsigned long long)cur.processed, (unsigned long long)cur.lost,
+               (unsigned long long)cur.never_offered, (long long)unprocessed);
+        printf("  dropped    %12llu = ring full %llu + camera skipped %llu + partial %llu + too "
+               "large %llu\n",
+               (unsigned long long)cur.dropped, (unsigned long long)cur.ring_full,
+               (unsigned long long)cur.camera_skipped, (unsigned long long)cur.partial,
+               (unsigned long long)cur.too_large);
+        printf("  packets    %12llu  (%.0f/s), %llu dropped (packet ring full)\n",
+               (unsigned long long)packets, secs > 0 ? (double)packets / secs : 0.0,
+               (unsigned long long)cur.packets_dropped);
+        printf("  fits       %12llu  (%.0f/s), %llu results dropped (results ring full)\n",
+               (unsigned long long)fits, secs > 0 ? (double)fits / secs : 0.0,
+               (unsigned long long)cur.results_dropped);
+        if (cur.rec_records || cur.rec_dropped)
+            printf("  recording  %12llu records kept, %llu dropped%s\n",
+                   (unsigned long long)cur.rec_records, (unsigned long long)cur.rec_dropped,
+                   cur.rec_dropped ? "  WARNING: the recording is incomplete" : "");
+        printf("  latency    p50 %.1f us  p99 %.1f us (frame timestamp -> fit result, whole run)\n",
                (double)rtd_hist_percentile(cur.lat_buckets, 0.5) / 1e3,
                (double)rtd_hist_percentile(cur.lat_buckets, 0.99) / 1e3);
         printf("  restarts   acq %d  proc %d  ctl %d\n", ch[CH_ACQ].restarts, ch[CH_PROC].restarts,

@@ -138,19 +138,23 @@ static int sim_packets(int argc, char **argv)
     if (json)
         printf("{\"sim\":\"packets\",\"transport\":\"%s\",\"clients\":%u,\"connected\":%u,"
                "\"connect_failed\":%u,\"packets\":%llu,\"bytes\":%llu,\"writes\":%llu,"
-               "\"late_batches\":%llu,\"send_errors\":%u,\"seconds\":%.3f,"
+               "\"late_batches\":%llu,\"send_errors\":%u,\"reconnects\":%u,"
+               "\"packets_unsent\":%llu,\"seconds\":%.3f,"
                "\"packets_per_s\":%.0f,\"mb_per_s\":%.1f}\n",
                o.udp ? "udp" : "tcp", o.clients, r.connected, r.connect_failed,
                (unsigned long long)r.packets, (unsigned long long)r.bytes,
                (unsigned long long)r.writes, (unsigned long long)r.late_batches, r.send_errors,
-               r.seconds, (double)r.packets / s, (double)r.bytes / s / 1e6);
+               r.reconnects, (unsigned long long)r.packets_unsent, r.seconds,
+               (double)r.packets / s, (double)r.bytes / s / 1e6);
     else
         printf("sent %llu packets (%llu bytes, %llu writes) from %u/%u %s clients in %.2f s: "
-               "%.0f packets/s, %.1f MB/s; late batches %llu, send errors %u\n",
+               "%.0f packets/s, %.1f MB/s; late batches %llu, send errors %u, reconnects %u "
+               "(%llu packets lost in flight)\n",
                (unsigned long long)r.packets, (unsigned long long)r.bytes,
                (unsigned long long)r.writes, r.connected, o.clients, o.udp ? "UDP" : "TCP",
                r.seconds, (double)r.packets / s, (double)r.bytes / s / 1e6,
-               (unsigned long long)r.late_batches, r.send_errors);
+               (unsigned long long)r.late_batches, r.send_errors, r.reconnects,
+               (unsigned long long)r.packets_unsent);
     return r.send_errors || r.connect_failed ? RTD_EXIT_FAIL : RTD_EXIT_OK;
 }
 
