@@ -144,8 +144,8 @@ static int sim_packets(int argc, char **argv)
                o.udp ? "udp" : "tcp", o.clients, r.connected, r.connect_failed,
                (unsigned long long)r.packets, (unsigned long long)r.bytes,
                (unsigned long long)r.writes, (unsigned long long)r.late_batches, r.send_errors,
-               r.reconnects, (unsigned long long)r.packets_unsent, r.seconds,
-               (double)r.packets / s, (double)r.bytes / s / 1e6);
+               r.reconnects, (unsigned long long)r.packets_unsent, r.seconds, (double)r.packets / s,
+               (double)r.bytes / s / 1e6);
     else
         printf("sent %llu packets (%llu bytes, %llu writes) from %u/%u %s clients in %.2f s: "
                "%.0f packets/s, %.1f MB/s; late batches %llu, send errors %u, reconnects %u "
