@@ -210,9 +210,13 @@ int rtd_acq_config_parse(struct rtd_acq_config *c, int argc, char **argv)
                 c->source = RTD_SRC_SYNTHETIC;
             else if (!strcmp(optarg, "none"))
                 c->source = RTD_SRC_NONE;
-            else if (!strcmp(optarg, "gvsp"))
-                c->source = RTD_SRC_GVSP;
-            else if (!strncmp(optarg, "replay:", 7) && optarg[7]) {
+            else if (!strcmp(optarg, "gvsp")) {
+                /* Refused here, so --check-config says so too: nothing is accepted that the
+                 * run would then fail on. */
+                fprintf(stderr, "rtdaq-acq: --source gvsp: GigE Vision is not built into this "
+                                "rtdaq-acq (not implemented yet; use udp, synthetic or replay)\n");
+                return -EINVAL;
+            } else if (!strncmp(optarg, "replay:", 7) && optarg[7]) {
                 c->source = RTD_SRC_REPLAY;
                 snprintf(c->replay_file, sizeof c->replay_file, "%s", optarg + 7);
             } else {

@@ -279,13 +279,20 @@ static void print_status(json_t *r)
     if (!strcmp(jstr(rec, "requested"), "none"))
         printf("recording:   no command yet\n");
     else
-        printf("recording:   requested %s %s, %s, active %s, result %lld, %lld bytes\n",
+        printf("recording:   requested %s %s, %s, active %s, result %s, %lld records kept, "
+               "%lld dropped, %lld bytes\n",
                jstr(rec, "requested"), jstr(rec, "path"),
                json_is_true(json_object_get(rec, "acknowledged")) ? "acknowledged"
                                                                   : "not acknowledged yet",
                json_is_true(json_object_get(rec, "active")) ? "yes" : "no",
-               (long long)json_integer_value(json_object_get(rec, "result")),
+               json_integer_value(json_object_get(rec, "result"))
+                   ? strerror((int)-json_integer_value(json_object_get(rec, "result")))
+                   : "ok",
+               (long long)json_integer_value(json_object_get(rec, "records")),
+               (long long)json_integer_value(json_object_get(rec, "dropped")),
                (long long)json_integer_value(json_object_get(rec, "bytes")));
+    if (jstr(rec, "warning")[0])
+        printf("WARNING:     %s\n", jstr(rec, "warning"));
     printf("jobs:        %lld queued, %lld running, %lld done, %lld failed, %lld cancelled\n\n",
            (long long)json_integer_value(json_object_get(jobs, "queued")),
            (long long)json_integer_value(json_object_get(jobs, "running")),
@@ -312,6 +319,9 @@ static int do_top(struct cli *cl)
             printf("rtdaq top - %s - instance %s - %zu processes, %zu rings\n\n", ts,
                    jstr(r, "instance"), json_array_size(json_object_get(r, "processes")),
                    json_array_size(json_object_get(r, "rings")));
+            json_t *rec = json_object_get(r, "recording");
+            if (jstr(rec, "warning")[0])
+                printf("WARNING: %s\n\n", jstr(rec, "warning"));
             print_tables(r);
         }
         fflush(stdout);
