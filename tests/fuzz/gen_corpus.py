@@ -4,7 +4,9 @@
 (regress/fragments/): a handful of valid inputs per target, in each target's input format
 (see the opening comment of fuzz_<target>.c). Deterministic; standard library only.
 Usage: tests/fuzz/gen_corpus.py  (rewrites the files in place)."""
+import math
 import os
+import random
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -156,3 +158,28 @@ put("config", "bad_key", b"[acq]\nno-such-key = 1\n")
 put("config", "bad_value", b"[acq]\nframe-slots = 3\n")
 put("config", "syntax", b"[acq\nwidth 12\n")
 put("config", "replay", b"[acq]\nsource = replay:rec.rtdrec\nframes = 10\nduration = 2.5\n")
+
+# ---- raw frame files for `rtdaq fit-frames` ([w-8][h-8][mode] + u16 pixels) ----
+
+
+def pixels(w, h, ions, seed):
+    r = random.Random(seed)
+    px = []
+    for y in range(h):
+        for x in range(w):
+            v = 100 + r.randint(0, 10)
+            for cx, cy, a in ions:
+                v += int(a * math.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 8.0))
+            px.append(min(v, 65535))
+    return struct.pack("<%dH" % len(px), *px)
+
+
+def ff(name, w, h, mode, frames):
+    put("fit_frames", name, bytes([w - 8, h - 8, mode]) + b"".join(frames))
+
+
+ff("two_ions", 32, 24, 0, [pixels(32, 24, [(8, 8, 800), (22, 14, 600)], 1)])
+ff("shm_mode", 16, 40, 1, [pixels(16, 40, [(8, 12, 900), (8, 28, 700)], 2)])
+ff("bin1_mle", 24, 24, 6, [pixels(24, 24, [(12, 12, 1000)], 3), pixels(24, 24, [], 4)])
+ff("flat", 16, 16, 0, [bytes(16 * 16 * 2)])
+ff("truncated", 16, 16, 8, [pixels(16, 16, [(8, 8, 500)], 5)[:300]])
