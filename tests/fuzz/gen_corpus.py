@@ -146,6 +146,9 @@ put("rec", "no_end", recording(recs[:3], end=False))
 put("rec", "frames_only", recording([(2, frame_payload(i, 16, 16), 100 * i) for i in range(3)]))
 put("rec", "header_only", recording([], end=False))
 put("rec", "wide_header", recording(recs[:2], hdr_len=72))
+# A header length that is not a multiple of 8 (checksum right): every record header after it
+# would be read misaligned (UBSan: misaligned load); the reader must refuse the file.
+put("rec", "misaligned_header", recording(recs[:2], hdr_len=68), kind="regress")
 
 # ---- configuration (INI, acq's section and the shared one) ----
 put("config", "acq", b"[acq]\nwidth = 256\nheight = 128\nframe-slots = 32\npartial = deliver\n"
