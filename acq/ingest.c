@@ -48,6 +48,7 @@ static const char *const counter_label[C_N] = {
     [C_FRAGS_MM_COUNT] = "frames.mismatch_count",
     [C_FRAGS_MM_GEOMETRY] = "frames.mismatch_geometry",
     [C_FRAGS_MM_LAYOUT] = "frames.mismatch_layout",
+    [C_FRAMES_ID_RESTARTS] = "frames.id_restarts",
     [C_RING_DROPPED] = "ring.dropped",
     [C_RING_FULL_WAITS] = "ring.full_waits",
     [C_RING_FRAMES_DROPPED] = "ring.frames_dropped",
@@ -518,6 +519,14 @@ static uint32_t frag_chunk(const struct rtd_wire_frag *h)
     return (uint32_t)chunk;
 }
 
+/*
+ * A frame id this far below the newest one is not a late fragment but a sender that restarted
+ * its counter (a camera reboot) or a stray id far ahead that came before (one datagram with
+ * frame id 2^64-1 would otherwise make every later frame "late" until acq restarts): acq
+ * follows the new ids and counts frames.id_restarts.
+ */
+#define ACQ_FRAME_ID_WINDOW 1024
+
 /* 0 when fragment h (implying chunk) belongs to the frame being assembled, else -EPROTO
  * with the cause counted: a fragment that disagrees on any of these would write outside
  * the bitmap or the frame, or leave bytes of an older frame standing in a "complete" one. */
@@ -563,7 +572,7 @@ void acq_frame_fragment(struct acq *a, const uint8_t *p, size_t n)
     if (fa->skip && h.frame_id == fa->skip_id)
         return;
     if (fa->active && h.frame_id != fa->frame_id) {
-        if (h.frame_id < fa->frame_id) {
+        if (h.frame_id < fa->frame_id && fa->frame_id - h.frame_id <= ACQ_FRAME_ID_WINDOW) {
             a->cnt[C_FRAGS_LATE]++;
             return;
         }
@@ -571,8 +580,12 @@ void acq_frame_fragment(struct acq *a, const uint8_t *p, size_t n)
     }
     if (!fa->active) {
         if (fa->have_last && h.frame_id <= fa->last_id) {
-            a->cnt[C_FRAGS_LATE]++;
-            return;
+            if (fa->last_id - h.frame_id <= ACQ_FRAME_ID_WINDOW) {
+                a->cnt[C_FRAGS_LATE]++;
+                return;
+            }
+            a->cnt[C_FRAMES_ID_RESTARTS]++; /* follow the new ids */
+            fa->have_last = 0;
         }
         if (frame_start(a, &h, chunk))
             return;

@@ -6,7 +6,8 @@
  * First in-process, through acq_frame_fragment() on a real acq state (rings and
  * stats segments), reading the frames ring from outside: the two-datagram
  * bitmap overflow (an ASan abort before the fix), fragments claiming another
- * count, geometry or layout (once "completed" frames with stale pixels), and
+ * count, geometry or layout (once "completed" frames with stale pixels), a
+ * frame id far ahead (once every later frame was "late" for ever), and
  * --partial deliver with only the last fragment received (once zeroed whole).
  * Then over real UDP on loopback against rtdaq-acq with both back ends: 64 of
  * the crash pairs (once `free(): invalid next size`), after which acq still
@@ -183,6 +184,24 @@ static void in_process(void)
     CHECK(a.cnt[C_FRAMES_RX] == 1 && a.cnt[C_FRAMES_PARTIAL] == 4,
           "frames.rx %llu (want 1), frames.partial %llu (want 4: ids 7-10)",
           (unsigned long long)a.cnt[C_FRAMES_RX], (unsigned long long)a.cnt[C_FRAMES_PARTIAL]);
+
+    /* One frame id far ahead (a stray datagram, or the counter before a camera reboot): the
+     * frames after it are not "late" for ever; acq follows them and counts the restart. */
+    uint64_t far = 1ull << 62;
+    pattern(far);
+    feed(frag(far, 0, 1, W, H, 0, FB));
+    pattern(12);
+    feed(frag(12, 0, 1, W, H, 0, FB));
+    pattern(5);
+    feed(frag(5, 0, 1, W, H, 0, FB)); /* 7 below 12: late */
+    memset(&s, 0, sizeof s);
+    drain(c, &s, 0, 0);
+    CHECK(s.frames == 2 && s.complete == 2 && s.stale == 0 && s.last_id == 12 &&
+              a.cnt[C_FRAMES_ID_RESTARTS] == 1 && a.cnt[C_FRAGS_LATE] == 1,
+          "after frame id 2^62: %llu frames (want 2), last id %llu (want 12), id_restarts %llu "
+          "(want 1), late %llu (want 1)",
+          (unsigned long long)s.frames, (unsigned long long)s.last_id,
+          (unsigned long long)a.cnt[C_FRAMES_ID_RESTARTS], (unsigned long long)a.cnt[C_FRAGS_LATE]);
     rtd_consumer_close(c);
     rtd_ring_close(ring);
     acq_teardown(&a);
