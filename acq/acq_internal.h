@@ -38,6 +38,11 @@ enum acq_counter {
     C_FRAGS_BAD,
     C_FRAGS_LATE,
     C_FRAGS_DUP,
+    C_FRAGS_MISMATCH,
+    C_FRAGS_MM_COUNT,
+    C_FRAGS_MM_GEOMETRY,
+    C_FRAGS_MM_LAYOUT,
+    C_FRAMES_ID_RESTARTS,
     C_RING_DROPPED,
     C_RING_FULL_WAITS,
     C_RING_FRAMES_DROPPED,
@@ -75,11 +80,17 @@ struct acq_stream {
     struct acq_client *cl;
 };
 
+/*
+ * The frame being reassembled. Its first fragment fixes count, geometry and the
+ * fragment size `chunk` (fragment i covers [i*chunk, min((i+1)*chunk, frame_bytes))),
+ * so count distinct indices cover the frame exactly once; every later fragment must
+ * agree with all of them or it is refused (frames.mismatch_*).
+ */
 struct acq_fasm {
     int active, skip, have_last;
     uint64_t frame_id, skip_id, last_id;
     struct rtd_frame f;
-    uint32_t count, got, frame_bytes, width, height, pixfmt, frag_size;
+    uint32_t count, got, frame_bytes, width, height, pixfmt, chunk;
     uint64_t ts_real, start_ns;
     uint64_t *bits;
     uint32_t bits_words;

@@ -158,16 +158,17 @@ int rtd_acq_config_parse(struct rtd_acq_config *c, int argc, char **argv)
         {0, 0, 0, 0},
     };
     /* The configuration file ([rtdaq] and [acq]) and RTDAQ_* variables come before the flags.
-     * The merged vector stays reachable: the config keeps pointers into it. */
+     * The merged vector stays reachable until the next parse (the config copies every string
+     * out of it, so the previous one can go). */
     static char **volatile merged; /* volatile: the store must stay for LeakSanitizer */
     char err[512];
     if (rtd_config_argv("acq", opts, &argc, &argv, err, sizeof err)) {
         fprintf(stderr, "rtdaq-acq: %s\n", err);
         return -EINVAL;
     }
+    rtd_config_argv_free(merged);
     merged = argv;
-    (void)merged;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then also forgets a half-scanned option of a previous parse */
     int o;
     uint64_t v;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {

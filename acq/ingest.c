@@ -44,6 +44,11 @@ static const char *const counter_label[C_N] = {
     [C_FRAGS_BAD] = "frames.bad_fragments",
     [C_FRAGS_LATE] = "frames.late_fragments",
     [C_FRAGS_DUP] = "frames.dup_fragments",
+    [C_FRAGS_MISMATCH] = "frames.mismatch_fragments",
+    [C_FRAGS_MM_COUNT] = "frames.mismatch_count",
+    [C_FRAGS_MM_GEOMETRY] = "frames.mismatch_geometry",
+    [C_FRAGS_MM_LAYOUT] = "frames.mismatch_layout",
+    [C_FRAMES_ID_RESTARTS] = "frames.id_restarts",
     [C_RING_DROPPED] = "ring.dropped",
     [C_RING_FULL_WAITS] = "ring.full_waits",
     [C_RING_FRAMES_DROPPED] = "ring.frames_dropped",
@@ -499,15 +504,15 @@ static void frame_end(struct acq *a, int complete, int timeout)
         if (timeout)
             a->cnt[C_FRAMES_TIMEOUT]++;
         if (a->cfg->partial == RTD_PARTIAL_DELIVER) {
-            /* The slot holds an older frame's bytes where fragments are missing. */
-            uint32_t fs = fa->frag_size ? fa->frag_size : fa->frame_bytes;
+            /* The slot holds an older frame's bytes where fragments are missing; the layout
+             * fixed by the first fragment says exactly which bytes those are. */
             for (uint32_t i = 0; i < fa->count; i++) {
                 if (fa->bits[i / 64] & (1ull << (i % 64)))
                     continue;
-                uint64_t off = (uint64_t)i * fs;
+                uint64_t off = (uint64_t)i * fa->chunk;
                 if (off < fa->frame_bytes)
                     memset(fa->f.data + off, 0,
-                           off + fs > fa->frame_bytes ? fa->frame_bytes - off : fs);
+                           off + fa->chunk > fa->frame_bytes ? fa->frame_bytes - off : fa->chunk);
             }
             frame_publish(a, fa, RTD_FRAME_PARTIAL);
         } else {
@@ -520,7 +525,7 @@ static void frame_end(struct acq *a, int complete, int timeout)
     fa->last_id = fa->frame_id;
 }
 
-static int frame_start(struct acq *a, const struct rtd_wire_frag *h)
+static int frame_start(struct acq *a, const struct rtd_wire_frag *h, uint32_t chunk)
 {
     struct acq_fasm *fa = &a->fasm;
     if (!frame_wanted(a, rtd_now_ns())) {
@@ -559,10 +564,73 @@ static int frame_start(struct acq *a, const struct rtd_wire_frag *h)
     fa->width = h->width;
     fa->height = h->height;
     fa->pixfmt = h->pixfmt;
-    fa->frag_size = 0;
+    fa->chunk = chunk;
     fa->ts_real = h->ts_ns;
     fa->start_ns = a->now_mono ? a->now_mono : rtd_now_ns();
     return 0;
+}
+
+/*
+ * The fragment size a fragment implies under the senders' layout (acq/sim.c, rtdaq replay):
+ * offset = index * chunk, every fragment but the last exactly chunk bytes, the last one ending
+ * at frame_bytes, count = ceil(frame_bytes / chunk). 0 when its own offset and length fit no
+ * such layout. Under it, count distinct indices cover every byte of the frame exactly once.
+ */
+static uint32_t frag_chunk(const struct rtd_wire_frag *h)
+{
+    uint64_t chunk;
+    if (!h->len)
+        return 0;
+    if (h->index + 1 < h->count) {
+        chunk = h->len;
+        if (h->offset != (uint64_t)h->index * chunk)
+            return 0;
+    } else if (h->count == 1) {
+        if (h->offset != 0)
+            return 0;
+        chunk = h->len;
+    } else {
+        if (h->offset % (h->count - 1))
+            return 0;
+        chunk = h->offset / (h->count - 1);
+        if (h->len > chunk)
+            return 0;
+    }
+    if ((uint64_t)h->offset + h->len > h->frame_bytes ||
+        (h->index + 1 == h->count && (uint64_t)h->offset + h->len != h->frame_bytes) ||
+        (uint64_t)(h->count - 1) * chunk >= h->frame_bytes ||
+        (uint64_t)h->count * chunk < h->frame_bytes)
+        return 0;
+    return (uint32_t)chunk;
+}
+
+/*
+ * A frame id this far below the newest one is not a late fragment but a sender that restarted
+ * its counter (a camera reboot) or a stray id far ahead that came before (one datagram with
+ * frame id 2^64-1 would otherwise make every later frame "late" until acq restarts): acq
+ * follows the new ids and counts frames.id_restarts.
+ */
+#define ACQ_FRAME_ID_WINDOW 1024
+
+/* 0 when fragment h (implying chunk) belongs to the frame being assembled, else -EPROTO
+ * with the cause counted: a fragment that disagrees on any of these would write outside
+ * the bitmap or the frame, or leave bytes of an older frame standing in a "complete" one. */
+static int frag_matches(struct acq *a, const struct rtd_wire_frag *h, uint32_t chunk)
+{
+    const struct acq_fasm *fa = &a->fasm;
+    enum acq_counter cause;
+    if (h->count != fa->count)
+        cause = C_FRAGS_MM_COUNT;
+    else if (h->width != fa->width || h->height != fa->height || h->pixfmt != fa->pixfmt ||
+             h->frame_bytes != fa->frame_bytes)
+        cause = C_FRAGS_MM_GEOMETRY;
+    else if (chunk != fa->chunk)
+        cause = C_FRAGS_MM_LAYOUT;
+    else
+        return 0;
+    a->cnt[C_FRAGS_MISMATCH]++;
+    a->cnt[cause]++;
+    return -EPROTO;
 }
 
 void acq_frame_fragment(struct acq *a, const uint8_t *p, size_t n)
@@ -577,18 +645,19 @@ void acq_frame_fragment(struct acq *a, const uint8_t *p, size_t n)
         return;
     }
     memcpy(&h, p, sizeof h);
+    uint32_t chunk = 0;
     if (h.magic != RTD_WIRE_FRAG_MAGIC || h.version != RTD_WIRE_FRAG_VERSION ||
         h.hdr_len < sizeof h || h.hdr_len > n || h.len != n - h.hdr_len || !h.count ||
         h.count > 65536 || h.index >= h.count || h.pixfmt != RTD_PIXFMT_MONO16 ||
         (uint64_t)h.width * h.height * 2 != h.frame_bytes || h.frame_bytes > a->slot_payload ||
-        (uint64_t)h.offset + h.len > h.frame_bytes) {
+        !(chunk = frag_chunk(&h))) {
         a->cnt[C_FRAGS_BAD]++;
         return;
     }
     if (fa->skip && h.frame_id == fa->skip_id)
         return;
     if (fa->active && h.frame_id != fa->frame_id) {
-        if (h.frame_id < fa->frame_id) {
+        if (h.frame_id < fa->frame_id && fa->frame_id - h.frame_id <= ACQ_FRAME_ID_WINDOW) {
             a->cnt[C_FRAGS_LATE]++;
             return;
         }
@@ -596,11 +665,17 @@ void acq_frame_fragment(struct acq *a, const uint8_t *p, size_t n)
     }
     if (!fa->active) {
         if (fa->have_last && h.frame_id <= fa->last_id) {
-            a->cnt[C_FRAGS_LATE]++;
-            return;
+            if (fa->last_id - h.frame_id <= ACQ_FRAME_ID_WINDOW) {
+                a->cnt[C_FRAGS_LATE]++;
+                return;
+            }
+            a->cnt[C_FRAMES_ID_RESTARTS]++; /* follow the new ids */
+            fa->have_last = 0;
         }
-        if (frame_start(a, &h))
+        if (frame_start(a, &h, chunk))
             return;
+    } else if (frag_matches(a, &h, chunk)) {
+        return;
     }
     uint64_t bit = 1ull << (h.index % 64);
     if (fa->bits[h.index / 64] & bit) {
@@ -609,8 +684,6 @@ void acq_frame_fragment(struct acq *a, const uint8_t *p, size_t n)
     }
     fa->bits[h.index / 64] |= bit;
     memcpy(fa->f.data + h.offset, p + h.hdr_len, h.len);
-    if (h.index + 1 < h.count && h.len > fa->frag_size)
-        fa->frag_size = h.len;
     if (++fa->got == fa->count)
         frame_end(a, 1, 0);
 }

@@ -460,7 +460,9 @@ int rtd_rec_open(struct rtd_rec_reader **out, const char *path)
     else {
         uint32_t crc = fh.crc;
         fh.crc = 0;
-        if (rtd_crc32c(0, &fh, sizeof fh) != crc || fh.hdr_len < sizeof fh ||
+        /* Records are 8-byte aligned structs read in place: a header length that is not a
+         * multiple of 8 would misalign every one of them. */
+        if (rtd_crc32c(0, &fh, sizeof fh) != crc || fh.hdr_len < sizeof fh || fh.hdr_len % 8 ||
             fh.hdr_len > (uint64_t)st.st_size)
             rc = -EBADMSG;
     }

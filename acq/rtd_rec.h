@@ -126,7 +126,8 @@ struct rtd_rec_record {
     uint64_t offset;               /* file offset of hdr */
 };
 
-/* Map path read-only and check the file header: -EPROTO other major or bad magic, -EBADMSG bad crc.
+/* Map path read-only and check the file header: -EPROTO other major or bad magic, -EBADMSG bad
+ * crc or a header length that is not a multiple of 8 (or past the end).
  */
 int rtd_rec_open(struct rtd_rec_reader **out, const char *path);
 /*

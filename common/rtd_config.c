@@ -47,6 +47,46 @@ static int vec_push(struct vec *a, const char *s)
     return 0;
 }
 
+static void vec_free(struct vec *a)
+{
+    for (int i = 0; i < a->n; i++)
+        free(a->v[i]);
+    free(a->v);
+    a->v = NULL;
+    a->n = a->cap = 0;
+}
+
+/*
+ * The file is read through this bound: a configuration is a page of key = value lines, so
+ * anything longer is a wrong path (a recording, a device, a pipe that never ends) and is
+ * refused with that reason instead of being read to its end. Counted byte by byte, not by
+ * strlen, so a file of NUL bytes cannot slip past.
+ */
+struct bounded_file {
+    FILE *f;
+    size_t bytes;
+    int over;
+};
+
+static char *bounded_gets(char *str, int num, void *stream)
+{
+    struct bounded_file *b = stream;
+    int i = 0, ch;
+    while (i < num - 1 && (ch = getc(b->f)) != EOF) {
+        if (++b->bytes > RTD_CONFIG_MAX_BYTES) {
+            b->over = 1;
+            return NULL;
+        }
+        str[i++] = (char)ch;
+        if (ch == '\n')
+            break;
+    }
+    if (!i)
+        return NULL;
+    str[i] = 0;
+    return str;
+}
+
 static const struct option *find_opt(const struct option *opts, const char *name)
 {
     for (; opts && opts->name; opts++)
@@ -156,13 +196,12 @@ static int add_env(struct vec *out, const char *section, const struct option *op
 int rtd_config_argv(const char *section, const struct option *opts, int *argc, char ***argv,
                     char *err, size_t errcap)
 {
-    struct vec out = {0};
+    struct vec out = {0}, rest = {0};
     const char *path = getenv("RTDAQ_CONFIG");
     int rc = vec_push(&out, (*argv)[0]);
     if (rc)
-        return rc;
+        goto fail;
     /* Pull --config and --check-config out first: the file goes before the flags. */
-    struct vec rest = {0};
     for (int i = 1; i < *argc; i++) {
         const char *a = (*argv)[i];
         if (!strcmp(a, "--check-config")) {
@@ -173,9 +212,10 @@ int rtd_config_argv(const char *section, const struct option *opts, int *argc, c
             path = a + 9;
         } else if (!strcmp(a, "--config")) {
             snprintf(err, errcap, "--config needs a file name");
-            return -EINVAL;
+            rc = -EINVAL;
+            goto fail;
         } else if ((rc = vec_push(&rest, a))) {
-            return rc;
+            goto fail;
         }
     }
     config_path = path && *path ? path : NULL;
@@ -184,28 +224,46 @@ int rtd_config_argv(const char *section, const struct option *opts, int *argc, c
         if (!f) {
             rc = -errno;
             snprintf(err, errcap, "config %s: %s", path, strerror(errno));
-            return rc;
+            goto fail;
         }
         struct ini_ctx c = {path, section, opts, &out, err, errcap, 0};
-        int line = ini_parse_file(f, on_ini, &c);
+        struct bounded_file bf = {.f = f};
+        int line = ini_parse_stream(bounded_gets, &bf, on_ini, &c);
         fclose(f);
-        if (c.rc)
-            return c.rc;
+        if (bf.over) {
+            snprintf(err, errcap,
+                     "config %s: longer than %u bytes, so not a configuration file (wrong path?)",
+                     path, RTD_CONFIG_MAX_BYTES);
+            rc = -EFBIG;
+            goto fail;
+        }
+        if ((rc = c.rc))
+            goto fail;
         if (line > 0) {
             snprintf(err, errcap, "config %s:%d: syntax error (want key = value under [section])",
                      path, line);
-            return -EINVAL;
+            rc = -EINVAL;
+            goto fail;
         }
     }
     if ((rc = add_env(&out, section, opts, err, errcap)))
-        return rc;
+        goto fail;
     for (int i = 0; i < rest.n; i++)
         if ((rc = vec_push(&out, rest.v[i])))
-            return rc;
-    for (int i = 0; i < rest.n; i++) /* copied into out: LeakSanitizer would report them */
-        free(rest.v[i]);
-    free(rest.v);
+            goto fail;
+    vec_free(&rest); /* copied into out: LeakSanitizer would report them */
     *argc = out.n;
     *argv = out.v;
     return 0;
+fail:
+    vec_free(&rest);
+    vec_free(&out);
+    return rc;
+}
+
+void rtd_config_argv_free(char **argv)
+{
+    for (char **p = argv; p && *p; p++)
+        free(*p);
+    free(argv);
 }

@@ -26,10 +26,15 @@
  * table (terminated by a zero entry). On success argc and argv point at a new
  * malloc'd vector (freed at exit by the OS; programs call this once) and 0 is
  * returned; on error -EINVAL (or -errno of the file) with a message in err.
- * The returned vector never contains --config.
+ * The returned vector never contains --config. A file longer than
+ * RTD_CONFIG_MAX_BYTES is refused (-EFBIG) as soon as the bound is passed, so
+ * a wrong path (a recording, a device, an endless pipe) is never read whole.
  */
+#define RTD_CONFIG_MAX_BYTES (1u << 20)
 int rtd_config_argv(const char *section, const struct option *opts, int *argc, char ***argv,
                     char *err, size_t errcap);
+/* Free a vector returned by rtd_config_argv() (for callers that parse more than once). */
+void rtd_config_argv_free(char **argv);
 
 /* The configuration file used by the last rtd_config_argv() call, or NULL. */
 const char *rtd_config_path(void);
