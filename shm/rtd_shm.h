@@ -137,16 +137,22 @@ void rtd_consumer_close(struct rtd_consumer *c);
  * 0 got one, -EAGAIN none, -EINVAL for a monitor (monitors use rtd_frame_copy).
  */
 int rtd_frame_peek(struct rtd_consumer *c, struct rtd_frame *f);
-/* Give the slot back: the consumer's cursor moves past it. */
-void rtd_frame_release(struct rtd_consumer *c);
+/*
+ * Give the slot back: the consumer's cursor moves past it. 0, or -ESTALE: this
+ * consumer was reaped (stopped past the producer's heartbeat limit) since its
+ * previous release, so what it read since then may have been overwritten under
+ * it: discard it. The next read registers again (see rtd_consumer_heartbeat).
+ */
+int rtd_frame_release(struct rtd_consumer *c);
 
 /*
  * Reliable consumers, packet rings: read the next record in place; 0, -EAGAIN,
  * -EINVAL for a monitor. Records read are released in a batch by
- * rtd_pkt_release() (one cursor store per batch). Inline (rtd_ring_inline.h):
+ * rtd_pkt_release() (one cursor store per batch; 0, or -ESTALE as for
+ * rtd_frame_release: discard the batch). Inline (rtd_ring_inline.h):
  * static inline int rtd_pkt_next(struct rtd_consumer *c, const struct rtd_pkt_hdr **rec);
  */
-void rtd_pkt_release(struct rtd_consumer *c);
+int rtd_pkt_release(struct rtd_consumer *c);
 
 /*
  * Monitors (which never gate the producer and so may be lapped) read only by

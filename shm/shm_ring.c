@@ -781,18 +781,19 @@ int rtd_frame_peek(struct rtd_consumer *c, struct rtd_frame *f)
     return 0;
 }
 
-void rtd_frame_release(struct rtd_consumer *c)
+int rtd_frame_release(struct rtd_consumer *c)
 {
     c->hot.pos++;
     c->hot.consumed++;
     c->holding = false;
     if (!release_ok(c))
-        return;
+        return -ESTALE;
     atomic_store_explicit(&c->slot->consumed, c->hot.consumed, memory_order_relaxed);
     /* R2: pairs with A2 in the producer's scan: we are done reading the slot. */
     atomic_store_explicit(&c->slot->cursor, c->hot.pos, memory_order_release);
     if (c->policy == RTD_CONSUMER_RELIABLE)
         rtd_ring_wake_producer(c->ring);
+    return 0;
 }
 
 /* ---- monitors: copy out, then validate ------------------------------------------- */
@@ -895,7 +896,9 @@ int rtd_frame_copy(struct rtd_consumer *c, struct rtd_frame_hdr *hdr, void *buf,
             racy_copy(buf, r->hot.data + (c->hot.pos & r->hot.mask) * r->hdr->slot_stride, n);
         /* The claim of position p + cap is what overwrites ours: valid while claimed <= p + cap. */
         bool ok = !mon || !overwritten(r, c->hot.pos);
-        rtd_frame_release(c);
+        /* A reliable reader reaped while it read has no licence for what it read either. */
+        if (rtd_frame_release(c) && !mon)
+            ok = false;
         if (!ok) {
             add_lapped(c, 1);
             continue;
@@ -994,15 +997,16 @@ int rtd_pkt_copy(struct rtd_consumer *c, void *buf, size_t cap, uint64_t *lapped
     }
 }
 
-void rtd_pkt_release(struct rtd_consumer *c)
+int rtd_pkt_release(struct rtd_consumer *c)
 {
     if (!release_ok(c))
-        return;
+        return -ESTALE;
     atomic_store_explicit(&c->slot->consumed, c->hot.consumed, memory_order_relaxed);
     /* R2: pairs with A2 in the producer's scan: every record below pos may be overwritten. */
     atomic_store_explicit(&c->slot->cursor, c->hot.pos, memory_order_release);
     if (c->policy == RTD_CONSUMER_RELIABLE)
         rtd_ring_wake_producer(c->ring);
+    return 0;
 }
 
 /* ---- reaping ------------------------------------------------------------------ */
