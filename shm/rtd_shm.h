@@ -47,6 +47,13 @@ int rtd_shm_list(const char *instance, void (*fn)(const char *ring, void *arg), 
 int rtd_shm_identity(const char *instance, const char *ring, struct rtd_seg_hdr *out);
 /* 1 if the process exists and is not a zombie (liveness of creators, consumers, members). */
 int rtd_shm_pid_alive(int32_t pid);
+/*
+ * This process's wake-up barrier (docs/shm.md, "Memory ordering"): 1 registered
+ * for membarrier (its wakers skip their fence), 0 fencing but membarrier
+ * available, -1 unavailable or refused (fences on both sides, sleeps capped at
+ * 1 ms; ThreadSanitizer builds always).
+ */
+int rtd_shm_membarrier_state(void);
 /* Remove every segment of an instance whose creator is dead (or all with force). Count removed or
  * -errno. */
 int rtd_shm_cleanup(const char *instance, int force);
