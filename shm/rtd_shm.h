@@ -222,14 +222,22 @@ int rtd_ring_reap(struct rtd_ring *r, uint64_t stale_ns);
 struct rtd_group; /* opaque */
 int rtd_group_join(struct rtd_group **out, struct rtd_ring *r, const char *group_label,
                    const char *member_label);
-/* 0, -EAGAIN (nothing now), -EBUSY (this member already holds a frame: done first). */
+/*
+ * take: 0, -EAGAIN (nothing now), -EBUSY (this member already holds a frame:
+ * done first), -ENOTCONN (this member's entry was freed). done: 0, or -ESTALE:
+ * the group was revived while this member held the frame (it had been stopped
+ * past the producer's heartbeat limit), the frame was counted in lost_dead and
+ * may have been overwritten: discard what was made of it.
+ */
 int rtd_group_take(struct rtd_group *g, struct rtd_frame *f);
-void rtd_group_done(struct rtd_group *g, const struct rtd_frame *f);
+int rtd_group_done(struct rtd_group *g, const struct rtd_frame *f);
 int rtd_group_wait(struct rtd_group *g, uint64_t timeout_ns);
 void rtd_group_leave(struct rtd_group *g);
 /* The group's counters: frames of dead members lost / re-offered to survivors. */
 uint64_t rtd_group_lost_dead(const struct rtd_group *g);
 uint64_t rtd_group_adopted(const struct rtd_group *g);
+/* Times this member found the group revived under it (it was stopped) and rejoined. */
+uint64_t rtd_group_rejoined(const struct rtd_group *g);
 
 /* ---- counters: one stats segment per process, read lock-free by anyone --- */
 

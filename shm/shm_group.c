@@ -132,7 +132,8 @@ static int revive_group(struct rtd_ring *r, struct rtd_group_slot *g, int gi)
     if (cs->group == gi &&
         atomic_compare_exchange_strong_explicit(&cs->state, &st, RTD_CSLOT_CLAIMING,
                                                 memory_order_acquire, memory_order_relaxed)) {
-        rtd_consumer_init_slot(r, cs, RTD_CONSUMER_RELIABLE, g->label, 0, gi, 0);
+        rtd_consumer_init_slot(r, cs, RTD_CONSUMER_RELIABLE, g->label, 0, gi,
+                               atomic_load_explicit(&cs->reregistered, memory_order_relaxed));
     } else {
         ci = rtd_consumer_claim_slot(r, RTD_CONSUMER_RELIABLE, g->label, 0, gi);
         if (ci < 0)
@@ -382,19 +383,20 @@ int rtd_group_take(struct rtd_group *gh, struct rtd_frame *f)
     return 0;
 }
 
-void rtd_group_done(struct rtd_group *gh, const struct rtd_frame *f)
+int rtd_group_done(struct rtd_group *gh, const struct rtd_frame *f)
 {
     (void)f;
     if (gh->held == RTD_GROUP_NONE)
-        return;
+        return 0;
     atomic_store_explicit(&gh->m->holding, RTD_GROUP_NONE, memory_order_seq_cst);
     gh->held = RTD_GROUP_NONE;
-    /* Revived while we held it: counted lost by the reviver, not done. */
+    /* Revived while we held it: counted lost by the reviver, and maybe overwritten since. */
     if (atomic_load_explicit(&gh->m->gen, memory_order_seq_cst) != gh->m_gen)
-        return;
+        return -ESTALE;
     /* The group's frames done, shown by rtdaq stat as the shared cursor's `consumed`. */
     atomic_fetch_add_explicit(&gh->cs->consumed, 1, memory_order_relaxed);
     advance_cursor(gh);
+    return 0;
 }
 
 int rtd_group_wait(struct rtd_group *gh, uint64_t timeout_ns)
@@ -419,6 +421,11 @@ int rtd_group_wait(struct rtd_group *gh, uint64_t timeout_ns)
 uint64_t rtd_group_lost_dead(const struct rtd_group *gh)
 {
     return atomic_load_explicit(&gh->g->lost_dead, memory_order_relaxed);
+}
+
+uint64_t rtd_group_rejoined(const struct rtd_group *gh)
+{
+    return gh->rejoined;
 }
 
 uint64_t rtd_group_adopted(const struct rtd_group *gh)

@@ -34,14 +34,19 @@
 
 #define STALE_NS 50000000ull /* reap limit: A has been stopped at least twice this */
 
+#define GFRAMES (1u << 20) /* group mode: frames counted (processed per frame) */
+
 struct ctl {
     _Atomic int stop_producer;
+    _Atomic uint64_t produced;
+    _Atomic int b_index, a_member;
     _Atomic int a_ready, a_quit;
     _Atomic uint64_t a_got, a_stale, a_rereg;
     _Atomic int a_index;
     _Atomic int b_ready, b_quit;
     _Atomic uint64_t b_got;
     _Atomic int fail;
+    _Atomic uint8_t count[GFRAMES]; /* group mode: times each frame was processed */
 };
 
 static char inst[32];
@@ -217,6 +222,133 @@ static int run_b(const char *label)
     return 0;
 }
 
+/* ---- group mode ------------------------------------------------------------------ */
+
+static int run_frame_producer(void)
+{
+    struct rtd_ring *r;
+    if (rtd_ring_attach(&r, inst, "reap"))
+        return 1;
+    uint64_t i = 0;
+    while (!atomic_load(&ctl->stop_producer) && i < GFRAMES) {
+        struct rtd_frame f;
+        int rc = rtd_frame_claim(r, &f);
+        if (rc == -EAGAIN) {
+            rtd_ring_wait_space(r, 1000000);
+            continue;
+        }
+        if (rc)
+            return 1;
+        uint64_t *p = (uint64_t *)(void *)f.data;
+        p[0] = i;
+        p[1] = mix(i);
+        p[2] = mix(i + 1);
+        p[3] = p[0] ^ p[1] ^ p[2];
+        f.hdr->len = 32;
+        f.hdr->frame_id = i;
+        rtd_frame_publish(r, &f);
+        atomic_store(&ctl->produced, ++i);
+    }
+    rtd_ring_close(r);
+    return 0;
+}
+
+static bool frame_ok(const struct rtd_frame *f)
+{
+    const uint64_t *p = (const uint64_t *)(const void *)f->data;
+    return p[0] == f->hdr->frame_id && p[1] == mix(p[0]) && p[2] == mix(p[0] + 1) &&
+           p[3] == (p[0] ^ p[1] ^ p[2]) && p[0] < GFRAMES;
+}
+
+static int member_of(const struct rtd_group_slot *g, const char *label)
+{
+    for (int i = 0; i < RTD_GROUP_MAX_MEMBERS; i++)
+        if (atomic_load(&g->members[i].pid) == (int32_t)getpid() &&
+            !strncmp(g->members[i].label, label, sizeof g->members[i].label))
+            return i;
+    return -1;
+}
+
+/* A (is_a) or a B: take, check, done; B checks its own entry before every done. */
+static int run_member(const char *label, bool is_a)
+{
+    struct rtd_ring *r;
+    struct rtd_group *g;
+    if (rtd_ring_attach(&r, inst, "reap") || rtd_group_join(&g, r, "g", label))
+        return 1;
+    const struct rtd_ring_hdr *h = rtd_ring_header(r);
+    const struct rtd_group_slot *gs = &h->groups[0];
+    int mi = member_of(gs, label);
+    if (is_a) {
+        atomic_store(&ctl->a_member, mi);
+        atomic_store(&ctl->a_ready, 1);
+    } else {
+        if (mi < 0 || mi == atomic_load(&ctl->a_member)) {
+            FAIL("%s got member entry %d; the stopped A's entry %d is reserved to it", label, mi,
+                 atomic_load(&ctl->a_member));
+            return 1;
+        }
+        atomic_store(&ctl->b_index, mi);
+        atomic_store(&ctl->b_ready, 1);
+    }
+    const struct rtd_group_member *m = &gs->members[mi];
+    uint32_t gen = atomic_load(&m->gen);
+    uint64_t got = 0, stale = 0;
+    _Atomic int *quit = is_a ? &ctl->a_quit : &ctl->b_quit;
+    while (!atomic_load_explicit(quit, memory_order_relaxed)) {
+        struct rtd_frame f;
+        int rc = rtd_group_take(g, &f);
+        if (rc == -EAGAIN) {
+            rtd_group_wait(g, 1000000);
+            continue;
+        }
+        if (rc) {
+            FAIL("%s take: %d", label, rc);
+            return 1;
+        }
+        /* A works on each frame for 20 us, so a stop often finds it holding one. */
+        for (uint64_t until = is_a ? rtd_now_ns() + 20000 : 0; rtd_now_ns() < until;) {
+        }
+        bool ok = frame_ok(&f);
+        uint64_t id = f.hdr->frame_id;
+        if (!is_a && (atomic_load(&m->holding) != f.hdr->seq || atomic_load(&m->gen) != gen ||
+                      atomic_load(&m->pid) != (int32_t)getpid())) {
+            FAIL("%s's member entry %d was written by someone else (holding %lu, frame %lu)", label,
+                 mi, (unsigned long)atomic_load(&m->holding), (unsigned long)f.hdr->seq);
+            return 1;
+        }
+        if (rtd_group_done(g, &f) == -ESTALE) {
+            stale++; /* revived while we held it: counted lost, discard */
+            continue;
+        }
+        if (!ok) {
+            FAIL("%s kept a bad frame (%lu)", label, (unsigned long)id);
+            return 1;
+        }
+        if (id < GFRAMES)
+            atomic_fetch_add(&ctl->count[id], 1);
+        got++;
+        if (is_a && (got & 63) == 0) {
+            atomic_store(&ctl->a_got, got);
+            atomic_store(&ctl->a_rereg, rtd_group_rejoined(g));
+        }
+        if (!is_a && (got & 63) == 0)
+            atomic_store(&ctl->b_got, got);
+    }
+    if (is_a) {
+        atomic_store(&ctl->a_got, got);
+        atomic_store(&ctl->a_stale, stale);
+        atomic_store(&ctl->a_rereg, rtd_group_rejoined(g));
+        if (member_of(gs, label) != mi) {
+            FAIL("A lost its member entry %d", mi);
+            return 1;
+        }
+    }
+    rtd_group_leave(g);
+    rtd_ring_close(r);
+    return 0;
+}
+
 static bool stopped(pid_t pid)
 {
     char path[64], buf[256];
@@ -243,15 +375,115 @@ static bool wait_for(_Atomic uint64_t *v, uint64_t want)
     return !atomic_load(&ctl->fail);
 }
 
+static int run_group(struct rtd_ring *r, int rounds)
+{
+    const struct rtd_ring_hdr *h = rtd_ring_header(r);
+    int fail = 0, st;
+    pid_t pa = fork();
+    if (pa == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        _exit(run_member("A", true));
+    }
+    while (!atomic_load(&ctl->a_ready) && !atomic_load(&ctl->fail))
+        usleep(1000);
+    pid_t pp = fork();
+    if (pp == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        _exit(run_frame_producer());
+    }
+    const int ci = h->groups[0].consumer;
+    for (int k = 0; k < rounds && !fail; k++) {
+        fail |= !wait_for(&ctl->a_got, atomic_load(&ctl->a_got) + 1000);
+        usleep((useconds_t)(mix((uint64_t)k) % 500));
+        kill(pa, SIGSTOP);
+        while (!stopped(pa))
+            usleep(100);
+        usleep(2 * STALE_NS / 1000);
+        if (rtd_ring_reap(r, STALE_NS) < 1 ||
+            atomic_load(&h->consumers[ci].state) != RTD_CSLOT_DEAD) {
+            FAIL("round %d: the stopped group's cursor was not reaped", k);
+            fail = 1;
+        }
+        char label[16];
+        snprintf(label, sizeof label, "B%d", k);
+        atomic_store(&ctl->b_ready, 0);
+        atomic_store(&ctl->b_quit, 0);
+        atomic_store(&ctl->b_got, 0);
+        pid_t pb = fork();
+        if (pb == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            _exit(run_member(label, false));
+        }
+        while (!atomic_load(&ctl->b_ready) && !atomic_load(&ctl->fail))
+            usleep(100);
+        if (h->groups[0].consumer != ci ||
+            atomic_load(&h->consumers[ci].state) != RTD_CSLOT_ACTIVE) {
+            FAIL("round %d: the revived group moved off its cursor slot %d (now %d)", k, ci,
+                 h->groups[0].consumer);
+            fail = 1;
+        }
+        kill(pa, SIGCONT);
+        fail |= !wait_for(&ctl->a_rereg, (uint64_t)k + 1);
+        fail |= !wait_for(&ctl->b_got, 1000);
+        fail |= !wait_for(&ctl->a_got, atomic_load(&ctl->a_got) + 1000);
+        atomic_store(&ctl->b_quit, 1);
+        waitpid(pb, &st, 0);
+        fail |= !WIFEXITED(st) || WEXITSTATUS(st);
+        fail |= atomic_load(&ctl->fail);
+        if (fail)
+            fprintf(stderr, "stress_reap --group: round %d failed (A rejoined %lu times)\n", k,
+                    (unsigned long)atomic_load(&ctl->a_rereg));
+    }
+    /* Stop producing; A takes what is left, then every frame is accounted for. */
+    atomic_store(&ctl->stop_producer, 1);
+    kill(pa, SIGCONT);
+    waitpid(pp, &st, 0);
+    fail |= !WIFEXITED(st) || WEXITSTATUS(st);
+    uint64_t total = atomic_load(&ctl->produced), t0 = rtd_now_ns();
+    while (!fail &&
+           (int64_t)(atomic_load(&h->consumers[h->groups[0].consumer].cursor) - total) < 0) {
+        if (rtd_now_ns() - t0 > 20000000000ull) {
+            FAIL("the group's cursor is stuck");
+            fail = 1;
+        }
+        usleep(1000);
+    }
+    atomic_store(&ctl->a_quit, 1);
+    waitpid(pa, &st, 0);
+    fail |= !WIFEXITED(st) || WEXITSTATUS(st);
+    uint64_t zero = 0, twice = 0;
+    for (uint64_t i = 0; i < total; i++) {
+        zero += atomic_load(&ctl->count[i]) == 0;
+        twice += atomic_load(&ctl->count[i]) > 1;
+    }
+    uint64_t lost = atomic_load(&h->groups[0].lost_dead), rereg = atomic_load(&ctl->a_rereg);
+    printf("stress_reap --group: %d rounds, %lu frames: unprocessed %lu, lost_dead %lu, twice %lu; "
+           "A rejoined %lu times, discarded %lu frames it held across a revival; group slot %d "
+           "reregistered %u\n",
+           rounds, (unsigned long)total, (unsigned long)zero, (unsigned long)lost,
+           (unsigned long)twice, (unsigned long)rereg, (unsigned long)atomic_load(&ctl->a_stale),
+           ci, atomic_load(&h->consumers[ci].reregistered));
+    if (!fail && (zero != lost || twice || rereg != (uint64_t)rounds)) {
+        fprintf(stderr, "stress_reap --group: frames not accounted exactly, or A did not rejoin "
+                        "once per round\n");
+        fail = 1;
+    }
+    return fail | atomic_load(&ctl->fail);
+}
+
 int main(int argc, char **argv)
 {
     int rounds = 20;
+    bool group = false;
     static const struct option opts[] = {{"rounds", required_argument, NULL, 'n'},
+                                         {"group", no_argument, NULL, 'g'},
                                          {NULL, 0, NULL, 0}};
     int o;
-    while ((o = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "n:g", opts, NULL)) != -1) {
         if (o == 'n')
             rounds = atoi(optarg);
+        else if (o == 'g')
+            group = true;
         else
             return 2;
     }
@@ -262,11 +494,22 @@ int main(int argc, char **argv)
         return 1;
     struct rtd_ring_config cfg = {
         .kind = RTD_RING_PACKET, .data_bytes = 1u << 16, .overflow = RTD_OVERFLOW_BLOCK};
+    if (group) {
+        cfg.kind = RTD_RING_FRAME;
+        cfg.slot_payload = 64;
+        cfg.slot_count = 16;
+    }
     struct rtd_ring *r;
     int rc = rtd_ring_create(&r, inst, "reap", &cfg);
     if (rc) {
         fprintf(stderr, "stress_reap: create: %d\n", rc);
         return 1;
+    }
+    if (group) {
+        int fail = run_group(r, rounds);
+        rtd_ring_close(r);
+        rtd_shm_cleanup(inst, 1);
+        return fail ? 1 : 0;
     }
     const struct rtd_ring_hdr *h = rtd_ring_header(r);
     pid_t pa = fork();
