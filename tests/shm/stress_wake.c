@@ -215,8 +215,8 @@ static void consume(enum wcase wc)
             uint64_t t_call = rtd_now_ns();
             rc = g ? rtd_group_wait(g, SLEEP_NS) : rtd_consumer_wait(c, SLEEP_NS);
             if (rc == -ETIMEDOUT && wc != W_SPACE && lost_wakeup(i + 1, t_call)) {
-                consumer_fail("lost wake-up: slept to its timeout though round i was published "
-                              "before it could expire",
+                consumer_fail("lost wake-up: slept to its timeout though the round had been "
+                              "published before that timeout could expire",
                               i, rc);
                 break;
             }
@@ -392,10 +392,11 @@ static int run_case(enum wcase wc, bool threads)
     shared_ring = NULL;
     rtd_ring_close(r);
     printf("stress_wake %-5s %s: %llu rounds in %.2f s (%.1f us each), slowest %.3f ms, %llu "
-           "sleeps timed out (none lost): %s\n",
+           "sleeps timed out%s: %s\n",
            case_name[wc], threads ? "threads" : "procs", (unsigned long long)rounds, secs,
            secs * 1e6 / (double)rounds, (double)atomic_load(&ctl->slow) / 1e6,
-           (unsigned long long)atomic_load(&ctl->timeouts), fail ? "FAIL" : "ok");
+           (unsigned long long)atomic_load(&ctl->timeouts), fail ? "" : " (none lost)",
+           fail ? "FAIL" : "ok");
     return fail ? -1 : 0;
 }
 
