@@ -318,8 +318,11 @@ static int publish_result(struct ctl *c, struct follow *f, const struct rtd_pkt_
 static int poll_packets(struct ctl *c, struct follow *f)
 {
     int sent = 0, seen = 0;
-    const struct rtd_pkt_hdr *rec;
-    for (int k = 0; k < BUDGET && rtd_pkt_next(f->cons, &rec) == 0; k++) {
+    /* Monitors copy each record out; shm drops (and counts as lapped) any overwritten meanwhile. */
+    const size_t cap = sizeof(struct rtd_pkt_hdr) + RTD_PKT_MAX_PAYLOAD;
+    void *buf = scratch(c->stream, cap);
+    const struct rtd_pkt_hdr *rec = buf;
+    for (int k = 0; buf && k < BUDGET && rtd_pkt_copy(f->cons, buf, cap, NULL) >= 0; k++) {
         seen++;
 #ifdef RTD_CTL_HAVE_RESULTS
         if (publish_result(c, f, rec)) {
@@ -353,44 +356,39 @@ static int poll_frames(struct ctl *c, struct follow *f)
     uint64_t every = rtd_ctl_param_u64(&c->snap, RTD_P_CTL_FRAMES_EVERY);
     double max_rate = rtd_ctl_param_f64(&c->snap, RTD_P_CTL_FRAMES_MAX_RATE);
     int is_results = f->seq_slot != CTL_SEQ_FRAMES;
-    struct rtd_frame fr;
-    for (int k = 0; k < BUDGET && rtd_frame_peek(f->cons, &fr) == 0; k++) {
-        f->frames_seen++;
+    uint32_t cap = rtd_ring_header(f->ring)->slot_payload;
+    void *buf = scratch(c->stream, cap ? cap : 1);
+    struct rtd_frame_hdr hd;
+    for (int k = 0; buf && k < BUDGET; k++) {
         uint64_t now = rtd_now_ns();
-        int want = is_results || ((!every || (f->frames_seen - 1) % every == 0) &&
+        int want = is_results || ((!every || f->frames_seen % every == 0) &&
                                   (max_rate <= 0 || f->last_frame_ns == 0 ||
                                    (double)(now - f->last_frame_ns) >= 1e9 / max_rate));
+        /* Copied out, then validated by shm: a frame reused meanwhile is skipped (lapped). */
+        int n = rtd_frame_copy(f->cons, &hd, want ? buf : NULL, want ? cap : 0, NULL);
+        if (n < 0)
+            break;
+        f->frames_seen++;
         if (want) {
-            uint32_t len = fr.hdr->len;
-            uint32_t cap = rtd_ring_header(f->ring)->slot_payload;
-            if (len > cap)
-                len = cap;
-            void *buf = scratch(c->stream, len ? len : 1);
-            struct rtd_frame_hdr hd = *fr.hdr;
-            if (buf)
-                memcpy(buf, fr.data, len);
-            /* The copy counts only if the producer did not reuse the slot meanwhile. */
-            if (buf && rtd_frame_valid(f->cons, &fr)) {
-                json_t *h = header(c, f, "data");
-                json_object_set_new(
-                    h, "frame",
-                    json_pack("{s:I, s:I, s:i, s:i, s:i, s:i, s:i, s:I, s:I}", "frame_id",
-                              (json_int_t)hd.frame_id, "ring_seq", (json_int_t)hd.seq, "width",
-                              (int)hd.width, "height", (int)hd.height, "pixfmt", (int)hd.pixfmt,
-                              "type", (int)hd.type, "flags", (int)hd.flags, "ts_mono_ns",
-                              (json_int_t)hd.ts_mono_ns, "ts_real_ns", (json_int_t)hd.ts_real_ns));
-                json_object_set_new(h, "len", json_integer(len));
-                note_lapped(c, f, h);
-                ctl_publish(c, f->topic, h, buf, len);
-                json_decref(h);
-                atomic_fetch_add_explicit(is_results ? c->c_results_msgs : c->c_frames_msgs, 1,
-                                          memory_order_relaxed);
-                f->records++;
-                f->last_frame_ns = now;
-                sent++;
-            }
+            uint32_t len = (uint32_t)n;
+            json_t *h = header(c, f, "data");
+            json_object_set_new(
+                h, "frame",
+                json_pack("{s:I, s:I, s:i, s:i, s:i, s:i, s:i, s:I, s:I}", "frame_id",
+                          (json_int_t)hd.frame_id, "ring_seq", (json_int_t)hd.seq, "width",
+                          (int)hd.width, "height", (int)hd.height, "pixfmt", (int)hd.pixfmt, "type",
+                          (int)hd.type, "flags", (int)hd.flags, "ts_mono_ns",
+                          (json_int_t)hd.ts_mono_ns, "ts_real_ns", (json_int_t)hd.ts_real_ns));
+            json_object_set_new(h, "len", json_integer(len));
+            note_lapped(c, f, h);
+            ctl_publish(c, f->topic, h, buf, len);
+            json_decref(h);
+            atomic_fetch_add_explicit(is_results ? c->c_results_msgs : c->c_frames_msgs, 1,
+                                      memory_order_relaxed);
+            f->records++;
+            f->last_frame_ns = now;
+            sent++;
         }
-        rtd_frame_release(f->cons);
     }
     return sent;
 }

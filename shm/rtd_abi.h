@@ -21,8 +21,11 @@
  *   320     64    wake line: futex words, sleeper counts producer+consumers
  *   384     128   admin lock (group join/leave), reserved
  *   512     2048  consumers[16], 128 B each              each consumer its own
+ *                 (+56 gen: bumped by every registration and reap;
+ *                 +60 reregistered: times the owner came back after a reap)
  *   2560    4352  groups[4], 1088 B each: a 64 B group    group members
  *                 line then members[16], 64 B each
+ *                 (member +56 gen: bumped by join and revival)
  *   6912    1280  reserved (zero)
  *   8192    ...   frame rings: slot_count descriptors (struct rtd_frame_hdr,
  *                 128 B each), then at the next 4 KiB boundary slot_count
@@ -63,7 +66,9 @@
 #include <stdatomic.h>
 
 #define RTD_ABI_MAJOR 2 /* 2: claimed on its own line, packet-ring tail guard */
-#define RTD_ABI_MINOR 1 /* 1: frame origin (ROI) in struct rtd_frame_hdr */
+/* Minor 1: consumer slots carry gen, reregistered and a group's start position, group
+ * members carry gen, frame descriptors carry the frame origin (ROI). */
+#define RTD_ABI_MINOR 1
 
 #define RTD_MAGIC_RING  0x474e495251414454ull /* "TDAQRING" little-endian */
 #define RTD_MAGIC_STATS 0x5354415451414454ull /* "TDAQTATS" little-endian */
@@ -225,6 +230,13 @@ enum {
 /*
  * One registered cursor, two lines, written only by its consumer (or, for a
  * group, by the group's members; or by a reaper once the owner is dead).
+ *
+ * gen (minor 1) is bumped by every registration and every reap; a consumer
+ * handle remembers the gen it registered with and stops writing the slot once
+ * gen differs. A slot reaped while its owner's pid is alive (stale heartbeat:
+ * the owner is stopped, not gone) stays reserved to that owner: only the owner
+ * re-registers it (counting reregistered), so its stray stores after a reap
+ * land in a slot no other consumer uses (docs/shm.md, "Reaping and generations").
  */
 struct rtd_consumer_slot {
     alignas(RTD_CACHE_LINE) _Atomic uint64_t cursor; /* position consumed up to (exclusive) */
@@ -236,11 +248,13 @@ struct rtd_consumer_slot {
     uint32_t policy;                                 /* enum rtd_consumer_policy */
     int32_t group;                                   /* group index, or -1 */
     uint64_t opened_mono_ns;
-    /* A group's shared cursor: the position it started at (records published before it
-     * existed were never offered to it; the accounting names them). Minor 1; 0 before. */
-    uint64_t start;
+    _Atomic uint32_t gen;          /* (minor 1) registration generation; bumped by reaps too */
+    _Atomic uint32_t reregistered; /* (minor 1) re-registrations of this owner after a reap */
     char label[RTD_LABEL_MAX];
-    uint64_t reserved1[4];
+    /* (minor 1) A group's shared cursor: the position it started at (records published
+     * before it existed were never offered to it; the accounting names them). */
+    uint64_t start;
+    uint64_t reserved1[3];
 };
 _Static_assert(sizeof(struct rtd_consumer_slot) == 128, "abi");
 _Static_assert(offsetof(struct rtd_consumer_slot, cursor) == 0, "abi");
@@ -251,8 +265,10 @@ _Static_assert(offsetof(struct rtd_consumer_slot, state) == 32, "abi");
 _Static_assert(offsetof(struct rtd_consumer_slot, pid) == 36, "abi");
 _Static_assert(offsetof(struct rtd_consumer_slot, policy) == 40, "abi");
 _Static_assert(offsetof(struct rtd_consumer_slot, group) == 44, "abi");
-_Static_assert(offsetof(struct rtd_consumer_slot, start) == 56, "abi");
+_Static_assert(offsetof(struct rtd_consumer_slot, gen) == 56, "abi");
+_Static_assert(offsetof(struct rtd_consumer_slot, reregistered) == 60, "abi");
 _Static_assert(offsetof(struct rtd_consumer_slot, label) == 64, "abi");
+_Static_assert(offsetof(struct rtd_consumer_slot, start) == 64 + RTD_LABEL_MAX, "abi");
 
 /* ---- consumer groups ------------------------------------------------------ */
 
@@ -274,9 +290,11 @@ struct rtd_group_member {
     _Atomic uint32_t state; /* RTD_MEMBER_* */
     _Atomic int32_t pid;
     char label[RTD_LABEL_MAX - 8];
-    uint64_t reserved0;
+    _Atomic uint32_t gen; /* (minor 1) bumped by join and by a revival that kept the entry */
+    uint32_t reserved0;
 };
 _Static_assert(sizeof(struct rtd_group_member) == 64, "abi");
+_Static_assert(offsetof(struct rtd_group_member, gen) == 56, "abi");
 _Static_assert(offsetof(struct rtd_group_member, holding) == 0, "abi");
 _Static_assert(offsetof(struct rtd_group_member, state) == 24, "abi");
 _Static_assert(offsetof(struct rtd_group_member, pid) == 28, "abi");

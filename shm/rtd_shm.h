@@ -47,6 +47,13 @@ int rtd_shm_list(const char *instance, void (*fn)(const char *ring, void *arg), 
 int rtd_shm_identity(const char *instance, const char *ring, struct rtd_seg_hdr *out);
 /* 1 if the process exists and is not a zombie (liveness of creators, consumers, members). */
 int rtd_shm_pid_alive(int32_t pid);
+/*
+ * This process's wake-up barrier (docs/shm.md, "Memory ordering"): 1 registered
+ * for membarrier (its wakers skip their fence), 0 fencing but membarrier
+ * available, -1 unavailable or refused (fences on both sides, sleeps capped at
+ * 1 ms; ThreadSanitizer builds always).
+ */
+int rtd_shm_membarrier_state(void);
 /* Remove every segment of an instance whose creator is dead (or all with force). Count removed or
  * -errno. */
 int rtd_shm_cleanup(const char *instance, int force);
@@ -135,41 +142,72 @@ int rtd_consumer_open(struct rtd_consumer **out, struct rtd_ring *r,
 void rtd_consumer_close(struct rtd_consumer *c);
 
 /*
- * Frame rings: peek the next frame in place (zero copy). 0 got one, -EAGAIN
- * none. A monitor that was lapped skips ahead, counts the frames it missed in
- * its lapped counter and returns the oldest frame still valid; after reading a
- * monitor must call rtd_frame_valid() to check the slot was not overwritten.
+ * Reliable consumers, frame rings: peek the next frame in place (zero copy).
+ * 0 got one, -EAGAIN none, -EINVAL for a monitor (monitors use rtd_frame_copy).
  */
 int rtd_frame_peek(struct rtd_consumer *c, struct rtd_frame *f);
-int rtd_frame_valid(struct rtd_consumer *c, const struct rtd_frame *f);
-/* Give the slot back: the consumer's cursor moves past it. */
-void rtd_frame_release(struct rtd_consumer *c);
+/*
+ * Give the slot back: the consumer's cursor moves past it. 0, or -ESTALE: this
+ * consumer was reaped (stopped past the producer's heartbeat limit) since its
+ * previous release, so what it read since then may have been overwritten under
+ * it: discard it. The next read registers again (see rtd_consumer_heartbeat).
+ */
+int rtd_frame_release(struct rtd_consumer *c);
 
 /*
- * Packet rings: read the next record in place; 0, -EAGAIN. Records read are
- * released in a batch by rtd_pkt_release() (one cursor store per batch).
- * A monitor that was lapped resumes at the newest published record; the seq
- * gap of the next record it reads is added to its lapped counter (so lapped
- * is exact up to the last record read). Inline (rtd_ring_inline.h):
+ * Reliable consumers, packet rings: read the next record in place; 0, -EAGAIN,
+ * -EINVAL for a monitor. Records read are released in a batch by
+ * rtd_pkt_release() (one cursor store per batch; 0, or -ESTALE as for
+ * rtd_frame_release: discard the batch). Inline (rtd_ring_inline.h):
  * static inline int rtd_pkt_next(struct rtd_consumer *c, const struct rtd_pkt_hdr **rec);
  */
+int rtd_pkt_release(struct rtd_consumer *c);
+
 /*
- * Monitors only (always 1 for reliable consumers): after reading a record in
- * place, 1 if it was not overwritten meanwhile; 0: discard what was read (it
- * counts as lapped). -ENOTCONN from next/peek: this cursor was reaped as dead.
+ * Monitors (which never gate the producer and so may be lapped) read only by
+ * copying out, as Aeron's copy receiver does: the record is copied into the
+ * caller's buffer, then checked against the producer's claim mark; a record
+ * overwritten before or during the copy is discarded and counted as lapped,
+ * never returned torn. Reliable consumers may use them too (no check needed).
+ *
+ * rtd_frame_copy: copies the next frame's descriptor into *hdr and up to cap
+ * payload bytes (buf may be NULL with cap 0: descriptor only) and moves past
+ * it. Returns the payload bytes copied (min(len, slot_payload, cap)).
+ * rtd_pkt_copy: copies the next record (struct rtd_pkt_hdr, then payload) into
+ * buf (8-byte aligned, cap >= sizeof(struct rtd_pkt_hdr) + the largest record
+ * expected; a larger record is skipped and counted as lapped) and returns its
+ * payload length. Call rtd_pkt_release() once per batch so `rtdaq stat` shows
+ * the monitor's position.
+ * Both: -EAGAIN nothing now; -ENOTCONN reaped and no slot left to re-register.
+ * *lapped (may be NULL) gets the records skipped since the previous record
+ * returned: overwritten before they were read, or during the copy. A packet
+ * monitor counts exactly by record seq; over a run, records returned + lapped
+ * + those published after the last one returned = records published since open
+ * (exact when the producer was idle at open).
  */
-int rtd_pkt_valid(struct rtd_consumer *c, const struct rtd_pkt_hdr *rec);
-void rtd_pkt_release(struct rtd_consumer *c);
+int rtd_frame_copy(struct rtd_consumer *c, struct rtd_frame_hdr *hdr, void *buf, size_t cap,
+                   uint64_t *lapped);
+int rtd_pkt_copy(struct rtd_consumer *c, void *buf, size_t cap, uint64_t *lapped);
 
 /* Sleep on the ring's futex until something is published or timeout_ns passes. */
 int rtd_consumer_wait(struct rtd_consumer *c, uint64_t timeout_ns);
 /*
- * Liveness: refresh the heartbeat (peek/next also do it every 256 polls). Only
- * rtd_ring_reap(stale_ns) looks at heartbeats; dead pids are found automatically.
+ * Liveness: refresh the heartbeat (peek/next/copy also do it every 256 polls).
+ * Only rtd_ring_reap(stale_ns) looks at heartbeats; dead pids are found
+ * automatically.
+ *
+ * A consumer reaped while it was alive (stopped past stale_ns, then resumed)
+ * finds out at its next read or release: its slot no longer carries its
+ * generation. It stores nothing more there and registers again (in the same
+ * slot, which was kept for it while its pid lived), resuming at the newest
+ * record; rtd_consumer_reregistered() and the slot's `reregistered` (shown by
+ * rtdaq stat) count this. It never writes a slot another consumer registered.
  */
 void rtd_consumer_heartbeat(struct rtd_consumer *c);
 /* Records this consumer missed by being lapped (monitor) so far. */
 uint64_t rtd_consumer_lapped(const struct rtd_consumer *c);
+/* Times this consumer found itself reaped and registered again. */
+uint64_t rtd_consumer_reregistered(const struct rtd_consumer *c);
 
 /* Producer side: reclaim cursors of dead consumers (pid gone or heartbeat older than stale_ns). */
 int rtd_ring_reap(struct rtd_ring *r, uint64_t stale_ns);
@@ -186,14 +224,22 @@ int rtd_ring_reap(struct rtd_ring *r, uint64_t stale_ns);
 struct rtd_group; /* opaque */
 int rtd_group_join(struct rtd_group **out, struct rtd_ring *r, const char *group_label,
                    const char *member_label);
-/* 0, -EAGAIN (nothing now), -EBUSY (this member already holds a frame: done first). */
+/*
+ * take: 0, -EAGAIN (nothing now), -EBUSY (this member already holds a frame:
+ * done first), -ENOTCONN (this member's entry was freed). done: 0, or -ESTALE:
+ * the group was revived while this member held the frame (it had been stopped
+ * past the producer's heartbeat limit), the frame was counted in lost_dead and
+ * may have been overwritten: discard what was made of it.
+ */
 int rtd_group_take(struct rtd_group *g, struct rtd_frame *f);
-void rtd_group_done(struct rtd_group *g, const struct rtd_frame *f);
+int rtd_group_done(struct rtd_group *g, const struct rtd_frame *f);
 int rtd_group_wait(struct rtd_group *g, uint64_t timeout_ns);
 void rtd_group_leave(struct rtd_group *g);
 /* The group's counters: frames of dead members lost / re-offered to survivors. */
 uint64_t rtd_group_lost_dead(const struct rtd_group *g);
 uint64_t rtd_group_adopted(const struct rtd_group *g);
+/* Times this member found the group revived under it (it was stopped) and rejoined. */
+uint64_t rtd_group_rejoined(const struct rtd_group *g);
 
 /* ---- counters: one stats segment per process, read lock-free by anyone --- */
 

@@ -12,6 +12,17 @@
  * survivor that reads next >= n + 1 (G2) also sees the holding and never moves
  * the cursor past a frame in use. Frames per second here are ~1e5 at most, so
  * the cost of seq_cst is irrelevant next to the frame's processing.
+ *
+ * Generations. The group's shared cursor slot and each member entry carry a
+ * generation. A group whose cursor was reaped (every member dead, or stopped
+ * past the producer's heartbeat limit) is revived by the next joiner: the
+ * cursor slot is re-registered in place (new generation) and members whose
+ * process still lives keep their entry (new generation) but lose the frame they
+ * held (counted in lost_dead). Such a member finds out at its next take, adopts
+ * the new generations and counts itself in the cursor slot's `reregistered`.
+ * Neither the cursor slot nor a live member's entry is ever handed to another
+ * consumer or joiner while a member that may still write it lives
+ * (slot_reclaimable() in shm_ring.c, revive_group() here).
  */
 #include "shm_internal.h"
 #include "rtd_util.h"
@@ -35,6 +46,8 @@ struct rtd_group {
     uint64_t pub;  /* cached published */
     uint64_t last_dead_check_ns;
     uint32_t takes;
+    uint32_t m_gen; /* m->gen when we joined (or last noticed a revival) */
+    uint64_t rejoined;
 };
 
 /* Cold-path lock over group tables; a dead holder's lock is taken over. */
@@ -73,28 +86,62 @@ static int find_group(struct rtd_ring_hdr *h, const char *label)
 }
 
 /*
- * Reset a group whose cursor was reaped (every member died): holdings are lost,
- * and so is every frame published while no member was alive (the reaped cursor
- * stopped gating the producer; the group restarts at the newest frame). Both go
- * to lost_dead, so that published = taken + lost_dead across the outage.
+ * Reset a group whose cursor was reaped (every member died or stopped):
+ * holdings are lost, and so is every frame published while the cursor did not
+ * gate the producer (the group restarts at the newest frame). Both go to
+ * lost_dead, so that published = taken + lost_dead across the outage. Members
+ * whose process lives (stopped, not dead) keep their entry under a new
+ * generation, so a stopped member that resumes never writes an entry handed to
+ * someone else; it notices the new generation at its next take.
  */
 static int revive_group(struct rtd_ring *r, struct rtd_group_slot *g, int gi)
 {
     struct rtd_ring_hdr *h = r->hdr;
+    /* New generations first: a member that then takes a frame of the old epoch sees it. */
+    for (int i = 0; i < RTD_GROUP_MAX_MEMBERS; i++) {
+        struct rtd_group_member *m = &g->members[i];
+        if (atomic_load_explicit(&m->state, memory_order_seq_cst) != RTD_MEMBER_FREE)
+            atomic_fetch_add_explicit(&m->gen, 1, memory_order_seq_cst);
+    }
     const uint64_t old_next = atomic_load_explicit(&g->next, memory_order_seq_cst);
     for (int i = 0; i < RTD_GROUP_MAX_MEMBERS; i++) {
         struct rtd_group_member *m = &g->members[i];
-        if (atomic_load_explicit(&m->state, memory_order_seq_cst) == RTD_MEMBER_FREE)
+        uint32_t st = atomic_load_explicit(&m->state, memory_order_seq_cst);
+        if (st == RTD_MEMBER_FREE)
             continue;
-        if (atomic_load_explicit(&m->holding, memory_order_seq_cst) != RTD_GROUP_NONE)
+        /*
+         * Held and handed out (below next): lost. A holding at or above old_next
+         * was never handed out (its owner stopped between G1 and its CAS) and is
+         * counted with the frames after old_next below: never twice.
+         */
+        uint64_t hold = atomic_exchange_explicit(&m->holding, RTD_GROUP_NONE, memory_order_seq_cst);
+        if (hold != RTD_GROUP_NONE && (int64_t)(old_next - hold) > 0)
             atomic_fetch_add_explicit(&g->lost_dead, 1, memory_order_relaxed);
-        atomic_store_explicit(&m->holding, RTD_GROUP_NONE, memory_order_seq_cst);
-        atomic_store_explicit(&m->state, RTD_MEMBER_FREE, memory_order_seq_cst);
+        if (st != RTD_MEMBER_ACTIVE ||
+            rtd_pid_dead(atomic_load_explicit(&m->pid, memory_order_relaxed)))
+            atomic_store_explicit(&m->state, RTD_MEMBER_FREE, memory_order_seq_cst);
     }
-    int ci = rtd_consumer_claim_slot(r, RTD_CONSUMER_RELIABLE, g->label, 0, gi);
-    if (ci < 0)
-        return ci;
-    g->consumer = ci;
+    /*
+     * The reaped cursor slot is ours while any member lives: register it again
+     * in place so stopped members keep writing their own group's cursor. Taken
+     * by someone else (only possible once every member had died): claim another.
+     */
+    int ci = g->consumer;
+    struct rtd_consumer_slot *cs = &h->consumers[ci];
+    const uint64_t first = cs->start; /* where the group began: kept across revivals */
+    uint32_t st = RTD_CSLOT_DEAD;
+    if (cs->group == gi &&
+        atomic_compare_exchange_strong_explicit(&cs->state, &st, RTD_CSLOT_CLAIMING,
+                                                memory_order_acquire, memory_order_relaxed)) {
+        rtd_consumer_init_slot(r, cs, RTD_CONSUMER_RELIABLE, g->label, 0, gi,
+                               atomic_load_explicit(&cs->reregistered, memory_order_relaxed));
+    } else {
+        ci = rtd_consumer_claim_slot(r, RTD_CONSUMER_RELIABLE, g->label, 0, gi);
+        if (ci < 0)
+            return ci;
+        g->consumer = ci;
+    }
+    h->consumers[ci].start = first;
     const uint64_t start = atomic_load_explicit(&h->consumers[ci].cursor, memory_order_seq_cst);
     if ((int64_t)(start - old_next) > 0)
         atomic_fetch_add_explicit(&g->lost_dead, start - old_next, memory_order_relaxed);
@@ -168,6 +215,8 @@ int rtd_group_join(struct rtd_group **out, struct rtd_ring *r, const char *group
     atomic_store_explicit(&m->taken, 0, memory_order_relaxed);
     atomic_store_explicit(&m->heartbeat_ns, rtd_now_ns(), memory_order_relaxed);
     atomic_store_explicit(&m->pid, (int32_t)getpid(), memory_order_relaxed);
+    gh->m_gen = atomic_load_explicit(&m->gen, memory_order_relaxed) + 1;
+    atomic_store_explicit(&m->gen, gh->m_gen, memory_order_seq_cst);
     atomic_store_explicit(&m->state, RTD_MEMBER_ACTIVE, memory_order_seq_cst);
     gh->ring = r;
     gh->g = g;
@@ -257,10 +306,36 @@ static bool adopt_orphans(struct rtd_group *gh, struct rtd_frame *f)
     return got;
 }
 
+/*
+ * Was the group revived since we last looked (we were stopped while its cursor
+ * was reaped)? Then our holding was cleared and counted lost; adopt the new
+ * generations, count the re-registration. -ENOTCONN if our entry was freed
+ * (only when our pid looked dead to a reviver).
+ */
+static int check_generation(struct rtd_group *gh)
+{
+    struct rtd_group_slot *g = gh->g;
+    struct rtd_ring_hdr *h = gh->ring->hdr;
+    uint32_t mg = atomic_load_explicit(&gh->m->gen, memory_order_seq_cst);
+    if (__builtin_expect(mg == gh->m_gen, 1))
+        return 0;
+    if (atomic_load_explicit(&gh->m->state, memory_order_seq_cst) != RTD_MEMBER_ACTIVE)
+        return -ENOTCONN;
+    gh->m_gen = mg;
+    gh->cs = &h->consumers[g->consumer];
+    gh->held = RTD_GROUP_NONE;
+    gh->rejoined++;
+    atomic_fetch_add_explicit(&gh->cs->reregistered, 1, memory_order_relaxed);
+    return 0;
+}
+
 int rtd_group_take(struct rtd_group *gh, struct rtd_frame *f)
 {
     struct rtd_group_slot *g = gh->g;
     struct rtd_ring *r = gh->ring;
+    int rc = check_generation(gh);
+    if (rc)
+        return rc;
     if (gh->held != RTD_GROUP_NONE)
         return -EBUSY;
     if ((++gh->takes & 255) == 0) {
@@ -292,22 +367,38 @@ int rtd_group_take(struct rtd_group *gh, struct rtd_frame *f)
                                                   memory_order_seq_cst))
             break;
     }
+    /*
+     * A revival that bumped our generation before this load read next and our
+     * holding after it, so it counted this frame lost: do not process it, and
+     * let go of it (a holding below the revived cursor would pin it). A
+     * revival that bumps it after this load counts a frame we do process: the
+     * one at-least-once case, documented in docs/shm.md.
+     */
+    if (__builtin_expect(atomic_load_explicit(&gh->m->gen, memory_order_seq_cst) != gh->m_gen, 0)) {
+        atomic_store_explicit(&gh->m->holding, RTD_GROUP_NONE, memory_order_seq_cst);
+        rc = check_generation(gh);
+        return rc ? rc : -EAGAIN;
+    }
     gh->held = atomic_load_explicit(&gh->m->holding, memory_order_relaxed);
     atomic_fetch_add_explicit(&gh->m->taken, 1, memory_order_relaxed);
     frame_at(r, gh->held, f);
     return 0;
 }
 
-void rtd_group_done(struct rtd_group *gh, const struct rtd_frame *f)
+int rtd_group_done(struct rtd_group *gh, const struct rtd_frame *f)
 {
     (void)f;
     if (gh->held == RTD_GROUP_NONE)
-        return;
+        return 0;
     atomic_store_explicit(&gh->m->holding, RTD_GROUP_NONE, memory_order_seq_cst);
     gh->held = RTD_GROUP_NONE;
+    /* Revived while we held it: counted lost by the reviver, and maybe overwritten since. */
+    if (atomic_load_explicit(&gh->m->gen, memory_order_seq_cst) != gh->m_gen)
+        return -ESTALE;
     /* The group's frames done, shown by rtdaq stat as the shared cursor's `consumed`. */
     atomic_fetch_add_explicit(&gh->cs->consumed, 1, memory_order_relaxed);
     advance_cursor(gh);
+    return 0;
 }
 
 int rtd_group_wait(struct rtd_group *gh, uint64_t timeout_ns)
@@ -332,6 +423,11 @@ int rtd_group_wait(struct rtd_group *gh, uint64_t timeout_ns)
 uint64_t rtd_group_lost_dead(const struct rtd_group *gh)
 {
     return atomic_load_explicit(&gh->g->lost_dead, memory_order_relaxed);
+}
+
+uint64_t rtd_group_rejoined(const struct rtd_group *gh)
+{
+    return gh->rejoined;
 }
 
 uint64_t rtd_group_adopted(const struct rtd_group *gh)

@@ -73,10 +73,12 @@ struct rtd_consumer {
     struct rtd_ring *ring;
     struct rtd_consumer_slot *slot;
     int index;
+    uint32_t gen;          /* slot->gen we registered with: the slot is ours while they match */
+    uint64_t reregistered; /* times we found ourselves reaped and registered again */
     uint32_t policy;
     uint64_t expect_seq; /* monitor (packets): next record seq expected; UINT64_MAX unknown */
     uint64_t lapped;     /* private copy of slot->lapped */
-    uint64_t rec_pos;    /* monitor (packets): position of the record last returned */
+    uint64_t lap_mark;   /* monitor: lapped when the last record was handed out */
     uint32_t refreshes;  /* heartbeat every 256 refreshes of pub */
     bool holding;        /* frames: a peeked frame not yet released */
 };
@@ -84,6 +86,9 @@ struct rtd_consumer {
 /* Claim a consumer slot and register it (see F4); index or -EBUSY. */
 int rtd_consumer_claim_slot(struct rtd_ring *r, uint32_t policy, const char *label, int32_t pid,
                             int group);
+/* Fill a slot held in state CLAIMING, bump its generation, make it ACTIVE; the new generation. */
+uint32_t rtd_consumer_init_slot(struct rtd_ring *r, struct rtd_consumer_slot *s, uint32_t policy,
+                                const char *label, int32_t pid, int group, uint32_t rereg);
 /* Lowest active reliable cursor (head if none); check_liveness marks dead ones DEAD. */
 uint64_t rtd_ring_min_cursor(struct rtd_ring *r, uint64_t head, bool check_liveness);
 /* Producer side: wake sleeping consumers if any (after a publish). */

@@ -16,6 +16,11 @@
  *          (store sleepers; load published): one of the two sides sees the other
  *   F3/F4  producer scan vs consumer registration (Dekker, see consumer_open)
  *   F5/F6  consumer release vs producer sleeping for space
+ *
+ * Consumer slot ownership is not an ordering but a reservation: a slot's gen
+ * changes only when it is registered, and a reaped slot is registered again
+ * only by its owner while the owner's pid lives (slot_reclaimable()), so a
+ * reaped owner's late stores can only land in its own, non-gating slot.
  */
 #include "shm_internal.h"
 #include "rtd_util.h"
@@ -82,9 +87,10 @@ static int ring_geometry(const struct rtd_ring_config *cfg, uint64_t *seg_bytes,
     }
     *seg_bytes = *data_off + *data_bytes;
     /*
-     * Packet rings end with a zero guard of one maximal record: a monitor that
-     * reads a record in place while it is overwritten may see any length, and
-     * must not fault before rtd_pkt_valid() tells it to discard the read.
+     * Packet rings end with a zero guard of one maximal record, from when
+     * monitors read records in place. rtd_pkt_copy() bounds every copy by the
+     * record area whatever length it reads, so it no longer needs the guard;
+     * the guard stays because it is part of the ABI (seg_bytes).
      */
     if (cfg->kind == RTD_RING_PACKET)
         *seg_bytes += round_up(sizeof(struct rtd_pkt_hdr) + RTD_PKT_MAX_PAYLOAD, RTD_PAGE_ALIGN);
@@ -403,7 +409,7 @@ int rtd_frame_claim(struct rtd_ring *r, struct rtd_frame *f)
     struct rtd_frame_hdr *d = &r->desc[p & r->hot.mask];
     atomic_store_explicit(&r->hdr->claimed, p + 1, memory_order_relaxed);
     atomic_store_explicit(&d->slot_seq, RTD_SLOT_WRITING, memory_order_relaxed);
-    /* R3: pairs with A3 in rtd_frame_valid(): the slot is marked before any byte changes. */
+    /* R3: pairs with A3 in rtd_frame_copy(): the slot is marked before any byte changes. */
     RTD_FENCE(memory_order_release, RTD_FENCE_CLAIM);
     memset(d, 0, offsetof(struct rtd_frame_hdr, slot_seq));
     f->hdr = d;
@@ -503,42 +509,75 @@ int rtd_pkt_publish(struct rtd_ring *r)
 
 /* ---- consumers --------------------------------------------------------------- */
 
+/*
+ * May a registering consumer take this DEAD slot? Only if nobody can still
+ * write it: its owner's pid is gone, or (a group's shared cursor) no member of
+ * its group is alive. A slot reaped by heartbeat while its owner lives (a
+ * stopped, not a dead, process) stays reserved to that owner: when it resumes
+ * it re-registers that very slot (reregister()), so a store it makes before it
+ * notices lands in a slot that no other consumer uses. See "Reaping and
+ * generations" in docs/shm.md.
+ */
+static bool slot_reclaimable(const struct rtd_ring_hdr *h, const struct rtd_consumer_slot *s)
+{
+    if (s->group >= 0)
+        return !group_has_live_member(h, s->group);
+    return rtd_pid_dead(atomic_load_explicit(&s->pid, memory_order_relaxed));
+}
+
+/*
+ * Fill a slot this thread holds in state CLAIMING and make it ACTIVE with a new
+ * generation; returns the generation. The cursor starts at the newest record.
+ */
+uint32_t rtd_consumer_init_slot(struct rtd_ring *r, struct rtd_consumer_slot *s, uint32_t policy,
+                                const char *label, int32_t pid, int group, uint32_t rereg)
+{
+    struct rtd_ring_hdr *h = r->hdr;
+    uint64_t now = rtd_now_ns();
+    s->policy = policy;
+    s->group = group;
+    s->opened_mono_ns = now;
+    if (label != s->label)
+        rtd_strlcpy(s->label, label, sizeof s->label);
+    atomic_store_explicit(&s->pid, pid, memory_order_relaxed);
+    atomic_store_explicit(&s->heartbeat_ns, now, memory_order_relaxed);
+    atomic_store_explicit(&s->lapped, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->consumed, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->reregistered, rereg, memory_order_relaxed);
+    /* Only the CLAIMING holder writes gen: a plain increment. */
+    uint32_t gen = atomic_load_explicit(&s->gen, memory_order_relaxed) + 1;
+    atomic_store_explicit(&s->gen, gen, memory_order_relaxed);
+    /* A5: pairs with R5: start at the newest complete record. */
+    uint64_t start = atomic_load_explicit(&h->published, memory_order_acquire);
+    atomic_store_explicit(&s->cursor, start, memory_order_relaxed);
+    atomic_store_explicit(&s->state, RTD_CSLOT_ACTIVE, memory_order_release);
+    /*
+     * F4: pairs with F3 in the producer's scan. Either the producer's next
+     * scan sees this slot, or we see the claim that scan was made for and
+     * start beyond it, so it can never overwrite what we are about to read.
+     */
+    RTD_FENCE(memory_order_seq_cst, RTD_FENCE_SCAN);
+    uint64_t claimed = atomic_load_explicit(&h->claimed, memory_order_relaxed);
+    if (diff64(claimed, start) > 0) {
+        start = claimed;
+        atomic_store_explicit(&s->cursor, start, memory_order_release);
+    }
+    return gen;
+}
+
 int rtd_consumer_claim_slot(struct rtd_ring *r, uint32_t policy, const char *label, int32_t pid,
                             int group)
 {
     struct rtd_ring_hdr *h = r->hdr;
     for (int i = 0; i < RTD_MAX_CONSUMERS; i++) {
         struct rtd_consumer_slot *s = &h->consumers[i];
-        uint32_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
-        if (st != RTD_CSLOT_FREE && st != RTD_CSLOT_DEAD)
+        uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (st != RTD_CSLOT_FREE && (st != RTD_CSLOT_DEAD || !slot_reclaimable(h, s)))
             continue;
         if (!atomic_compare_exchange_strong_explicit(&s->state, &st, RTD_CSLOT_CLAIMING,
                                                      memory_order_acquire, memory_order_relaxed))
             continue;
-        uint64_t now = rtd_now_ns();
-        s->policy = policy;
-        s->group = group;
-        s->opened_mono_ns = now;
-        rtd_strlcpy(s->label, label, sizeof s->label);
-        atomic_store_explicit(&s->pid, pid, memory_order_relaxed);
-        atomic_store_explicit(&s->heartbeat_ns, now, memory_order_relaxed);
-        atomic_store_explicit(&s->lapped, 0, memory_order_relaxed);
-        atomic_store_explicit(&s->consumed, 0, memory_order_relaxed);
-        /* A5: pairs with R5: start at the newest complete record. */
-        uint64_t start = atomic_load_explicit(&h->published, memory_order_acquire);
-        atomic_store_explicit(&s->cursor, start, memory_order_relaxed);
-        atomic_store_explicit(&s->state, RTD_CSLOT_ACTIVE, memory_order_release);
-        /*
-         * F4: pairs with F3 in the producer's scan. Either the producer's next
-         * scan sees this slot, or we see the claim that scan was made for and
-         * start beyond it, so it can never overwrite what we are about to read.
-         */
-        RTD_FENCE(memory_order_seq_cst, RTD_FENCE_SCAN);
-        uint64_t claimed = atomic_load_explicit(&h->claimed, memory_order_relaxed);
-        if (diff64(claimed, start) > 0) {
-            start = claimed;
-            atomic_store_explicit(&s->cursor, start, memory_order_release);
-        }
+        rtd_consumer_init_slot(r, s, policy, label, pid, group, 0);
         return i;
     }
     return -EBUSY;
@@ -560,6 +599,7 @@ int rtd_consumer_open(struct rtd_consumer **out, struct rtd_ring *r,
     c->ring = r;
     c->index = i;
     c->slot = &r->hdr->consumers[i];
+    c->gen = atomic_load_explicit(&c->slot->gen, memory_order_relaxed);
     c->policy = policy;
     c->hot.pos = atomic_load_explicit(&c->slot->cursor, memory_order_relaxed);
     c->hot.pub = c->hot.pos;
@@ -567,7 +607,15 @@ int rtd_consumer_open(struct rtd_consumer **out, struct rtd_ring *r,
     c->hot.mask = r->hot.mask;
     c->hot.cap = r->hot.cap;
     c->hot.fast = !r->desc && policy == RTD_CONSUMER_RELIABLE;
-    c->expect_seq = UINT64_MAX;
+    /*
+     * Lap counting starts at the records published before the start position.
+     * Exact when the producer was between publishes (published_records is
+     * stored just before published); otherwise the first record read corrects
+     * it downwards and the difference is not counted.
+     */
+    c->expect_seq = r->desc
+                        ? c->hot.pos
+                        : atomic_load_explicit(&r->hdr->published_records, memory_order_relaxed);
     *out = c;
     return 0;
 }
@@ -576,23 +624,20 @@ void rtd_consumer_close(struct rtd_consumer *c)
 {
     if (!c)
         return;
-    uint32_t st = RTD_CSLOT_ACTIVE;
-    atomic_compare_exchange_strong_explicit(&c->slot->state, &st, RTD_CSLOT_FREE,
-                                            memory_order_release, memory_order_relaxed);
+    /*
+     * Our slot: ACTIVE under our generation, or DEAD and reserved to us (reaped
+     * while we were stopped). Any other state or generation is not ours.
+     */
+    uint32_t st = atomic_load_explicit(&c->slot->state, memory_order_relaxed);
+    if ((st == RTD_CSLOT_ACTIVE &&
+         atomic_load_explicit(&c->slot->gen, memory_order_relaxed) == c->gen) ||
+        st == RTD_CSLOT_DEAD)
+        atomic_compare_exchange_strong_explicit(&c->slot->state, &st, RTD_CSLOT_FREE,
+                                                memory_order_release, memory_order_relaxed);
     /* A producer blocked on us may go on now. */
     if (c->policy == RTD_CONSUMER_RELIABLE)
         rtd_ring_wake_producer(c->ring);
     free(c);
-}
-
-void rtd_consumer_heartbeat(struct rtd_consumer *c)
-{
-    atomic_store_explicit(&c->slot->heartbeat_ns, rtd_now_ns(), memory_order_relaxed);
-}
-
-uint64_t rtd_consumer_lapped(const struct rtd_consumer *c)
-{
-    return c->lapped;
 }
 
 static void add_lapped(struct rtd_consumer *c, uint64_t n)
@@ -601,14 +646,87 @@ static void add_lapped(struct rtd_consumer *c, uint64_t n)
     atomic_store_explicit(&c->slot->lapped, c->lapped, memory_order_relaxed);
 }
 
-/* Refresh the cached published position; -EAGAIN nothing new, -ENOTCONN we were reaped. */
+/*
+ * Is the slot still ours? Two relaxed loads of our own line (which no one else
+ * writes while we own it, so they hit our cache). A reap sets state DEAD; a
+ * registration by anyone else would change gen.
+ */
+static inline bool slot_ours(const struct rtd_consumer *c)
+{
+    return atomic_load_explicit(&c->slot->state, memory_order_relaxed) == RTD_CSLOT_ACTIVE &&
+           atomic_load_explicit(&c->slot->gen, memory_order_relaxed) == c->gen;
+}
+
+/*
+ * We were reaped (stopped past the heartbeat limit, then resumed): register
+ * again, preferably in our own slot (reserved to us while our pid lives, see
+ * slot_reclaimable()), else in any free one. The cursor restarts at the newest
+ * record; the records skipped are counted as lapped where positions count
+ * records (frame rings; packet monitors count them by seq at the next read).
+ * 0, or -ENOTCONN when no slot is left.
+ */
+static int reregister(struct rtd_consumer *c)
+{
+    struct rtd_ring *r = c->ring;
+    struct rtd_consumer_slot *s = c->slot;
+    uint32_t rereg = atomic_load_explicit(&s->reregistered, memory_order_relaxed) + 1;
+    uint32_t st = RTD_CSLOT_DEAD;
+    int i = c->index;
+    if (atomic_compare_exchange_strong_explicit(&s->state, &st, RTD_CSLOT_CLAIMING,
+                                                memory_order_acquire, memory_order_relaxed)) {
+        c->gen = rtd_consumer_init_slot(r, s, c->policy, s->label, (int32_t)getpid(), -1, rereg);
+    } else {
+        char label[RTD_LABEL_MAX];
+        rtd_strlcpy(label, s->label, sizeof label);
+        i = rtd_consumer_claim_slot(r, c->policy, label, (int32_t)getpid(), -1);
+        if (i < 0)
+            return -ENOTCONN;
+        s = &r->hdr->consumers[i];
+        atomic_store_explicit(&s->reregistered, rereg, memory_order_relaxed);
+        c->gen = atomic_load_explicit(&s->gen, memory_order_relaxed);
+    }
+    c->index = i;
+    c->slot = s;
+    uint64_t start = atomic_load_explicit(&s->cursor, memory_order_relaxed);
+    if (r->desc && diff64(start, c->hot.pos) > 0)
+        add_lapped(c, start - c->hot.pos);
+    else
+        atomic_store_explicit(&s->lapped, c->lapped, memory_order_relaxed);
+    atomic_store_explicit(&s->consumed, c->hot.consumed, memory_order_relaxed);
+    c->hot.pos = c->hot.pub = start;
+    c->holding = false;
+    c->reregistered++;
+    return 0;
+}
+
+void rtd_consumer_heartbeat(struct rtd_consumer *c)
+{
+    if (slot_ours(c))
+        atomic_store_explicit(&c->slot->heartbeat_ns, rtd_now_ns(), memory_order_relaxed);
+}
+
+uint64_t rtd_consumer_reregistered(const struct rtd_consumer *c)
+{
+    return c->reregistered;
+}
+
+uint64_t rtd_consumer_lapped(const struct rtd_consumer *c)
+{
+    return c->lapped;
+}
+
+/*
+ * Refresh the cached published position; -EAGAIN nothing new, -ENOTCONN we were
+ * reaped and found no slot to register again. Every refresh checks that the
+ * slot is still ours (two loads of our own line; rtdaq-bench ring: no change
+ * measurable, docs/shm.md); the heartbeat is stored every 256th.
+ */
 static int refresh(struct rtd_consumer *c)
 {
-    if ((++c->refreshes & 255) == 0) {
-        rtd_consumer_heartbeat(c);
-        if (atomic_load_explicit(&c->slot->state, memory_order_relaxed) != RTD_CSLOT_ACTIVE)
-            return -ENOTCONN;
-    }
+    if (__builtin_expect(!slot_ours(c), 0) && reregister(c))
+        return -ENOTCONN;
+    if ((++c->refreshes & 255) == 0)
+        atomic_store_explicit(&c->slot->heartbeat_ns, rtd_now_ns(), memory_order_relaxed);
     /* A5: pairs with R5 in publish: records below published are complete. */
     c->hot.pub = atomic_load_explicit(&c->ring->hdr->published, memory_order_acquire);
     return diff64(c->hot.pub, c->hot.pos) > 0 ? 0 : -EAGAIN;
@@ -631,20 +749,127 @@ int rtd_consumer_wait(struct rtd_consumer *c, uint64_t timeout_ns)
     return rc;
 }
 
+/*
+ * Before a cursor store: is the slot still ours? If not, store nothing and make
+ * the next read refresh, which re-registers. A stop between this check and the
+ * store is harmless: the reaped slot stays reserved to us (slot_reclaimable()).
+ */
+static inline bool release_ok(struct rtd_consumer *c)
+{
+    if (__builtin_expect(slot_ours(c), 1))
+        return true;
+    c->hot.pub = c->hot.pos;
+    return false;
+}
+
 /* ---- frame ring: consumers ------------------------------------------------------ */
 
+/* Reliable consumers only: the slot is ours until rtd_frame_release(). */
 int rtd_frame_peek(struct rtd_consumer *c, struct rtd_frame *f)
 {
     struct rtd_ring *r = c->ring;
-    if (!r->desc)
+    if (!r->desc || c->policy != RTD_CONSUMER_RELIABLE)
         return -EINVAL;
+    if (diff64(c->hot.pub, c->hot.pos) <= 0) {
+        int rc = refresh(c);
+        if (rc)
+            return rc;
+    }
+    f->hdr = &r->desc[c->hot.pos & r->hot.mask];
+    f->data = r->hot.data + (c->hot.pos & r->hot.mask) * r->hdr->slot_stride;
+    c->holding = true;
+    return 0;
+}
+
+int rtd_frame_release(struct rtd_consumer *c)
+{
+    c->hot.pos++;
+    c->hot.consumed++;
+    c->holding = false;
+    if (!release_ok(c))
+        return -ESTALE;
+    atomic_store_explicit(&c->slot->consumed, c->hot.consumed, memory_order_relaxed);
+    /* R2: pairs with A2 in the producer's scan: we are done reading the slot. */
+    atomic_store_explicit(&c->slot->cursor, c->hot.pos, memory_order_release);
+    if (c->policy == RTD_CONSUMER_RELIABLE)
+        rtd_ring_wake_producer(c->ring);
+    return 0;
+}
+
+/* ---- monitors: copy out, then validate ------------------------------------------- */
+
+/*
+ * A monitor never gates the producer, so whatever it reads may be overwritten
+ * while it reads. Like Aeron's copy broadcast receiver, it copies the record
+ * out and only then checks (a seqlock on the producer's claimed mark, R3/A3)
+ * that the producer did not begin to overwrite it before the copy ended; a
+ * record that fails is discarded and counted as lapped. Callers only ever see
+ * their own copy: nothing hands out a pointer into a lappable ring.
+ *
+ * The copy itself races with the producer by design: ThreadSanitizer is told
+ * not to look (and, since it intercepts memcpy, the copy is a plain word loop
+ * under TSan), the validation decides.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define RTD_NO_TSAN __attribute__((no_sanitize("thread")))
+#else
+#define RTD_NO_TSAN
+#endif
+
+RTD_NO_TSAN static void racy_copy(void *dst, const void *src, size_t n)
+{
+#if defined(__SANITIZE_THREAD__)
+    /* volatile: keeps the compiler from turning the loop back into an intercepted memcpy. */
+    const volatile uint8_t *s = src;
+    uint8_t *d = dst;
+    for (size_t i = 0; i < n; i++)
+        d[i] = s[i];
+#else
+    memcpy(dst, src, n);
+#endif
+}
+
+/*
+ * Negative control (rtd_shm_novalidate, tests/shm/CMakeLists.txt): the copy is
+ * returned without the check. stress_monitor must then see torn records.
+ */
+/* Had the producer claimed anything that overwrites position pos (or beyond)? */
+static inline bool overwritten(struct rtd_ring *r, uint64_t pos)
+{
+#ifdef RTD_SHM_NO_VALIDATE
+    (void)r;
+    (void)pos;
+    return false;
+#else
+    /* A3: pairs with R3 in claim/reserve: had the producer begun to overwrite, we see its mark. */
+    RTD_FENCE(memory_order_acquire, RTD_FENCE_CLAIM);
+    uint64_t claimed = atomic_load_explicit(&r->hdr->claimed, memory_order_relaxed);
+    return diff64(claimed, pos) > (int64_t)r->hot.cap;
+#endif
+}
+
+/* Records skipped since the last record handed out, for the caller's *lapped. */
+static inline void report_lapped(struct rtd_consumer *c, uint64_t *lapped)
+{
+    if (lapped)
+        *lapped = c->lapped - c->lap_mark;
+    c->lap_mark = c->lapped;
+}
+
+int rtd_frame_copy(struct rtd_consumer *c, struct rtd_frame_hdr *hdr, void *buf, size_t cap,
+                   uint64_t *lapped)
+{
+    struct rtd_ring *r = c->ring;
+    if (!r->desc || !hdr || (cap && !buf))
+        return -EINVAL;
+    const bool mon = c->policy == RTD_CONSUMER_MONITOR;
     for (;;) {
         if (diff64(c->hot.pub, c->hot.pos) <= 0) {
             int rc = refresh(c);
             if (rc)
                 return rc;
         }
-        if (c->policy == RTD_CONSUMER_MONITOR) {
+        if (mon) {
             /* The producer may be rewriting slot `pub`: the oldest safe position is pub - cap + 1.
              */
             uint64_t oldest = c->hot.pub - r->hot.cap + 1;
@@ -652,65 +877,44 @@ int rtd_frame_peek(struct rtd_consumer *c, struct rtd_frame *f)
                 add_lapped(c, oldest - c->hot.pos);
                 c->hot.pos = oldest;
             }
-            struct rtd_frame_hdr *d = &r->desc[c->hot.pos & r->hot.mask];
+        }
+        const struct rtd_frame_hdr *d = &r->desc[c->hot.pos & r->hot.mask];
+        if (mon) {
             /* A4: pairs with R4 in publish: the slot holds our position, complete. */
-            uint64_t s = atomic_load_explicit(&d->slot_seq, memory_order_acquire);
-            if (s != c->hot.pos) {
+            uint64_t sq = atomic_load_explicit(&d->slot_seq, memory_order_acquire);
+            if (sq != c->hot.pos) {
                 c->hot.pub = c->hot.pos; /* overwritten since: look at published again */
                 continue;
             }
         }
-        f->hdr = &r->desc[c->hot.pos & r->hot.mask];
-        f->data = r->hot.data + (c->hot.pos & r->hot.mask) * r->hdr->slot_stride;
-        return 0;
+        racy_copy(hdr, d, offsetof(struct rtd_frame_hdr, slot_seq));
+        atomic_store_explicit(&hdr->slot_seq, c->hot.pos, memory_order_relaxed);
+        size_t n = hdr->len < r->hdr->slot_payload ? hdr->len : r->hdr->slot_payload;
+        if (n > cap)
+            n = cap;
+        if (n)
+            racy_copy(buf, r->hot.data + (c->hot.pos & r->hot.mask) * r->hdr->slot_stride, n);
+        /* The claim of position p + cap is what overwrites ours: valid while claimed <= p + cap. */
+        bool ok = !mon || !overwritten(r, c->hot.pos);
+        /* A reliable reader reaped while it read has no licence for what it read either. */
+        if (rtd_frame_release(c) && !mon)
+            ok = false;
+        if (!ok) {
+            add_lapped(c, 1);
+            continue;
+        }
+        report_lapped(c, lapped);
+        return (int)n;
     }
-}
-
-int rtd_frame_valid(struct rtd_consumer *c, const struct rtd_frame *f)
-{
-    if (c->policy != RTD_CONSUMER_MONITOR)
-        return 1;
-    /* A3: pairs with R3 in claim: had the producer begun to overwrite, we see its mark. */
-    RTD_FENCE(memory_order_acquire, RTD_FENCE_CLAIM);
-    uint64_t s = atomic_load_explicit(&f->hdr->slot_seq, memory_order_relaxed);
-    if (s == c->hot.pos)
-        return 1;
-    add_lapped(c, 1);
-    return 0;
-}
-
-void rtd_frame_release(struct rtd_consumer *c)
-{
-    c->hot.pos++;
-    c->hot.consumed++;
-    atomic_store_explicit(&c->slot->consumed, c->hot.consumed, memory_order_relaxed);
-    /* R2: pairs with A2 in the producer's scan: we are done reading the slot. */
-    atomic_store_explicit(&c->slot->cursor, c->hot.pos, memory_order_release);
-    if (c->policy == RTD_CONSUMER_RELIABLE)
-        rtd_ring_wake_producer(c->ring);
 }
 
 /* ---- packet ring: consumers ----------------------------------------------------- */
 
-/* Monitors read headers that the producer may be overwriting; the seqlock check decides. */
-#if defined(__SANITIZE_THREAD__)
-#define RTD_NO_TSAN __attribute__((no_sanitize("thread")))
-#else
-#define RTD_NO_TSAN
-#endif
-
-RTD_NO_TSAN static struct rtd_pkt_hdr racy_hdr(const struct rtd_pkt_hdr *h)
-{
-    struct rtd_pkt_hdr v;
-    memcpy(&v, h, sizeof v);
-    return v;
-}
-
-/* Everything the inline rtd_pkt_next() leaves out: refresh, padding, monitors, errors. */
+/* Everything the inline rtd_pkt_next() leaves out: refresh, padding, errors. Reliable only. */
 int rtd_pkt_next_slow(struct rtd_consumer *c, const struct rtd_pkt_hdr **rec)
 {
     struct rtd_ring *r = c->ring;
-    if (r->desc)
+    if (r->desc || c->policy != RTD_CONSUMER_RELIABLE)
         return -EINVAL;
     for (;;) {
         if (diff64(c->hot.pub, c->hot.pos) <= 0) {
@@ -725,62 +929,84 @@ int rtd_pkt_next_slow(struct rtd_consumer *c, const struct rtd_pkt_hdr **rec)
             continue;
         }
         const struct rtd_pkt_hdr *h = (const struct rtd_pkt_hdr *)(r->hot.data + off);
-        if (c->policy == RTD_CONSUMER_RELIABLE) {
-            c->hot.pos += rtd_pkt_stride(h->len);
-            if (h->type == RTD_PKT_PAD)
-                continue;
-            c->hot.consumed++;
-            *rec = h;
-            return 0;
-        }
-        struct rtd_pkt_hdr v = racy_hdr(h);
-        /* A3: pairs with R3 in reserve: if those bytes were being rewritten, claimed says so. */
-        RTD_FENCE(memory_order_acquire, RTD_FENCE_CLAIM);
-        uint64_t claimed = atomic_load_explicit(&r->hdr->claimed, memory_order_relaxed);
-        if (diff64(claimed, c->hot.pos) > (int64_t)r->hot.cap || v.len > RTD_PKT_MAX_PAYLOAD ||
-            rtd_pkt_stride(v.len) > room) {
-            /* Lapped: resume at the newest boundary; the next record's seq tells what we missed. */
-            c->hot.pos = c->hot.pub =
-                atomic_load_explicit(&r->hdr->published, memory_order_acquire);
+        c->hot.pos += rtd_pkt_stride(h->len);
+        if (h->type == RTD_PKT_PAD)
             continue;
-        }
-        c->hot.pos += rtd_pkt_stride(v.len);
-        if (v.type == RTD_PKT_PAD)
-            continue;
-        if (c->expect_seq != UINT64_MAX && diff64(v.seq, c->expect_seq) > 0)
-            add_lapped(c, v.seq - c->expect_seq);
-        c->expect_seq = v.seq + 1;
-        c->rec_pos = c->hot.pos - rtd_pkt_stride(v.len);
         c->hot.consumed++;
         *rec = h;
         return 0;
     }
 }
 
-int rtd_pkt_valid(struct rtd_consumer *c, const struct rtd_pkt_hdr *rec)
+int rtd_pkt_copy(struct rtd_consumer *c, void *buf, size_t cap, uint64_t *lapped)
 {
-    (void)rec; /* the consumer remembers where the record it returned lies */
-    if (c->policy != RTD_CONSUMER_MONITOR)
-        return 1;
     struct rtd_ring *r = c->ring;
-    /* A3: pairs with R3 in reserve. */
-    RTD_FENCE(memory_order_acquire, RTD_FENCE_CLAIM);
-    uint64_t claimed = atomic_load_explicit(&r->hdr->claimed, memory_order_relaxed);
-    if (diff64(claimed, c->rec_pos) <= (int64_t)r->hot.cap)
-        return 1;
-    /* Not delivered after all: the next record's seq gap counts it as lapped. */
-    c->expect_seq--;
-    c->hot.consumed--;
-    return 0;
+    if (r->desc || !buf || cap < sizeof(struct rtd_pkt_hdr) || ((uintptr_t)buf & 7))
+        return -EINVAL;
+    if (c->policy == RTD_CONSUMER_RELIABLE) {
+        const struct rtd_pkt_hdr *h;
+        int rc = rtd_pkt_next(c, &h);
+        if (rc)
+            return rc;
+        if (sizeof *h + h->len > cap)
+            return -EMSGSIZE; /* consumed: a reliable reader must size its buffer */
+        memcpy(buf, h, sizeof *h + h->len);
+        if (lapped)
+            *lapped = 0;
+        return (int)h->len;
+    }
+    for (;;) {
+        if (diff64(c->hot.pub, c->hot.pos) <= 0) {
+            int rc = refresh(c);
+            if (rc)
+                return rc;
+        }
+        uint64_t pos = c->hot.pos;
+        uint64_t off = pos & r->hot.mask;
+        uint64_t room = r->hot.cap - off;
+        if (room < sizeof(struct rtd_pkt_hdr)) {
+            c->hot.pos += room;
+            continue;
+        }
+        struct rtd_pkt_hdr *v = buf;
+        racy_copy(v, r->hot.data + off, sizeof *v);
+        /* A length torn by an overwrite must not send the copy out of the record area. */
+        bool fits = v->len <= RTD_PKT_MAX_PAYLOAD && rtd_pkt_stride(v->len) <= room;
+        if (fits && v->type != RTD_PKT_PAD && sizeof *v + v->len <= cap)
+            racy_copy(v + 1, r->hot.data + off + sizeof *v, v->len);
+        /* Header and payload were copied before this check: it covers both. */
+        if (!fits || overwritten(r, pos)) {
+            /* Lapped: resume at the newest boundary; the next record's seq tells what we missed. */
+            c->hot.pos = c->hot.pub =
+                atomic_load_explicit(&r->hdr->published, memory_order_acquire);
+            continue;
+        }
+        c->hot.pos += rtd_pkt_stride(v->len);
+        if (v->type == RTD_PKT_PAD)
+            continue;
+        if (c->expect_seq != UINT64_MAX && diff64(v->seq, c->expect_seq) > 0)
+            add_lapped(c, v->seq - c->expect_seq);
+        c->expect_seq = v->seq + 1;
+        if (sizeof *v + v->len > cap) {
+            add_lapped(c, 1); /* too large for the caller's buffer: missed, counted */
+            continue;
+        }
+        c->hot.consumed++;
+        report_lapped(c, lapped);
+        return (int)v->len;
+    }
 }
 
-void rtd_pkt_release(struct rtd_consumer *c)
+int rtd_pkt_release(struct rtd_consumer *c)
 {
+    if (!release_ok(c))
+        return -ESTALE;
     atomic_store_explicit(&c->slot->consumed, c->hot.consumed, memory_order_relaxed);
     /* R2: pairs with A2 in the producer's scan: every record below pos may be overwritten. */
     atomic_store_explicit(&c->slot->cursor, c->hot.pos, memory_order_release);
     if (c->policy == RTD_CONSUMER_RELIABLE)
         rtd_ring_wake_producer(c->ring);
+    return 0;
 }
 
 /* ---- reaping ------------------------------------------------------------------ */

@@ -166,6 +166,11 @@ uint64_t rtd_sleep_fence(int pair, uint64_t timeout_ns)
     (void)pair;
     return timeout_ns;
 }
+
+int rtd_shm_membarrier_state(void)
+{
+    return -1;
+}
 #else
 #define RTD_SLEEP_CAP_NS   1000000u
 #define RTD_WAKE_WINDOW    65536u
@@ -207,6 +212,13 @@ static int membar_query(void)
 void rtd_membarrier_init(void)
 {
     (void)membar_query();
+}
+
+int rtd_shm_membarrier_state(void)
+{
+    if (atomic_load_explicit(&membar_registered, memory_order_relaxed))
+        return 1;
+    return membar_query() > 0 ? 0 : -1;
 }
 
 /* Every RTD_WAKE_WINDOW fenced wake-ups: register if they came faster than the threshold. */

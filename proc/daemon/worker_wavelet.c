@@ -63,6 +63,7 @@ struct wl_state {
     double *x, *x2, *band, *coh;
     struct wl_client *clients;
     int n_clients;
+    uint64_t *rec; /* monitor: the copy of the record being read (header + largest payload) */
     int scale_band[1024]; /* band of each scale, -1 none (coherence averaging) */
 };
 
@@ -331,7 +332,9 @@ int proc_worker_wavelet(const struct proc_opts *o, struct proc_worker *w, int n_
     s.band = malloc(sizeof(double) * W);
     s.coh = o->n_pairs ? malloc(sizeof(double) * (s.nscales + 8) * W) : NULL;
     s.clients = calloc((size_t)o->max_clients, sizeof *s.clients);
-    if (!s.wave || !s.x || !s.x2 || !s.band || !s.clients || (o->n_pairs && !s.coh)) {
+    s.rec = o->reliable ? NULL : malloc(sizeof(struct rtd_pkt_hdr) + RTD_PKT_MAX_PAYLOAD);
+    if (!s.wave || !s.x || !s.x2 || !s.band || !s.clients || (o->n_pairs && !s.coh) ||
+        (!o->reliable && !s.rec)) {
         rtd_log(RTD_LOG_ERR, "out of memory (window %d, %zu scales)", o->window, s.nscales);
         goto out;
     }
@@ -373,9 +376,19 @@ int proc_worker_wavelet(const struct proc_opts *o, struct proc_worker *w, int n_
         }
         const struct rtd_pkt_hdr *h;
         int got = 0;
-        while (got < 4096 && (rc = rtd_pkt_next(s.cons, &h)) == 0) {
-            on_record(&s, h);
-            got++;
+        if (o->reliable) {
+            while (got < 4096 && (rc = rtd_pkt_next(s.cons, &h)) == 0) {
+                on_record(&s, h);
+                got++;
+            }
+        } else {
+            /* A monitor may be lapped: each record is copied out and validated before use. */
+            const size_t cap = sizeof(struct rtd_pkt_hdr) + RTD_PKT_MAX_PAYLOAD;
+            while (got < 4096 && (rc = rtd_pkt_copy(s.cons, s.rec, cap, NULL)) >= 0) {
+                on_record(&s, (const struct rtd_pkt_hdr *)s.rec);
+                got++;
+            }
+            rc = rc > 0 ? 0 : rc;
         }
         if (got)
             rtd_pkt_release(s.cons);
@@ -395,6 +408,7 @@ out:
     for (int i = 0; i < s.n_clients; i++)
         free(s.clients[i].buf);
     free(s.clients);
+    free(s.rec);
     free(s.wave);
     free(s.x);
     free(s.x2);

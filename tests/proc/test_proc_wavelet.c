@@ -100,8 +100,10 @@ int main(void)
     int npow[4] = {0}, ncoh = 0, ok_band[4] = {0};
     double coh_last[2] = {0, 0};
     for (int t = 0; t < 1500 && (npow[1] < 7 || npow[2] < 7 || npow[3] < 7 || ncoh < 6); t++) {
-        const struct rtd_pkt_hdr *h;
-        while (rtd_pkt_next(mon, &h) == 0) {
+        /* A monitor: records are copied out and validated (rtd_pkt_copy). */
+        static uint64_t buf[(sizeof(struct rtd_pkt_hdr) + RTD_PKT_MAX_PAYLOAD) / 8];
+        const struct rtd_pkt_hdr *h = (const struct rtd_pkt_hdr *)buf;
+        while (rtd_pkt_copy(mon, buf, sizeof buf, NULL) >= 0) {
             if (h->type == RTD_RES_WPOWER && h->len >= sizeof(struct rtd_res_wpower) + 16) {
                 struct rtd_res_wpower r;
                 double pw[2];

@@ -3,8 +3,14 @@
  * Stress test of the futex wake-up handshakes (F1/F2 and F5/F6 in shm/): two
  * processes play ping-pong so that one side goes to sleep at the very moment
  * the other publishes, again and again. A lost wake-up leaves the sleeper
- * asleep until its (long) timeout while the other side waits for an answer
- * that cannot come: the test fails when one round trip takes over 2 s.
+ * asleep until its timeout. Every sleep asks for 5 ms (shm caps it at 1 ms
+ * where membarrier is refused), and the waker notes when its publish (or
+ * release), wake-up included, had returned. A sleep that ends in -ETIMEDOUT
+ * although that had returned before the shortest possible sleep could expire
+ * (call time + 1 ms) is a lost wake-up: had the wake-up been issued, the sleep
+ * would have ended woken; had the waker seen no sleeper, the sleeper's own
+ * re-check would have seen the work. The test fails on the first one, and
+ * also when a round trip takes over 2 s.
  *
  *   stress_wake [--rounds N] [--mode procs|threads] [--membarrier register|off]
  *
@@ -19,8 +25,9 @@
  * threads of one process, on one mapping, so ThreadSanitizer sees the orderings.
  * At ~50 k round trips/s the wakers would keep fencing (shm registers only
  * frequent wakers for membarrier); --membarrier register makes every process
- * register at once, so the fence-free waker path is what is tested.
- * Exit 0 pass, 1 fail.
+ * register at once, so the fence-free waker path is what is tested; the test
+ * then checks that both processes did register (77 if the kernel refuses).
+ * Exit 0 pass, 1 fail, 77 skip.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -34,13 +41,17 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "rtd_shm.h"
 #include "rtd_util.h"
 
-#define STALL_NS 2000000000ull  /* a round trip longer than this is a lost wake-up */
-#define SLEEP_NS 30000000000ull /* the sleeper's own timeout: far beyond STALL_NS */
+#define STALL_NS 2000000000ull /* a round trip longer than this is a lost wake-up */
+#define SLEEP_NS 5000000ull    /* the timeout every sleep asks for */
+/* The shortest a sleep of SLEEP_NS can last: shm's cap where membarrier is refused. */
+#define MIN_SLEEP_NS 1000000ull
 
 enum wcase { W_DATA, W_GROUP, W_SPACE };
 static const char *const case_name[] = {"data", "group", "space"};
@@ -50,12 +61,43 @@ struct ctl {
     _Atomic int ready;     /* the consumer is attached */
     _Atomic int fail;      /* the consumer saw something wrong */
     _Atomic uint64_t slow; /* the longest round trip (ns) */
+    /* The waker's last publish (data, group: the producer) or release (space: the consumer):
+     * how many so far, and when the last one had returned (its wake-up included). */
+    _Atomic uint64_t woke_count, woke_ns;
+    _Atomic uint64_t timeouts; /* sleeps that ended in -ETIMEDOUT (fine while not lost) */
+    _Atomic int mb_state;      /* the consumer's rtd_shm_membarrier_state() */
 };
 
 static struct ctl *ctl;
 static char inst[32];
 static uint64_t rounds = 20000;
 static struct rtd_ring *shared_ring; /* threads mode: one mapping for both sides */
+static bool want_registered;         /* --membarrier register: check it happened */
+
+/*
+ * --membarrier register: did this side (process) register? 0 yes, 77 the kernel
+ * has no membarrier or refuses it here (skip), 1 shm did not register though
+ * the kernel lets this process (fail).
+ */
+static int check_registered(const char *side, int state)
+{
+    if (state == 1)
+        return 0;
+    if (state < 0) {
+        printf("stress_wake: skipped: membarrier unavailable or refused (%s)\n", side);
+        return 77;
+    }
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) != 0) {
+        printf("stress_wake: skipped: the kernel refuses membarrier registration: %s (%s)\n",
+               strerror(errno), side);
+        return 77;
+    }
+    fprintf(stderr,
+            "stress_wake: the %s did not register for membarrier, though the kernel "
+            "allows it\n",
+            side);
+    return 1;
+}
 
 /*
  * A busy wait before waking: none in a quarter of the rounds, up to 20 us in one
@@ -110,6 +152,25 @@ static void ring_put(struct rtd_ring *r)
         rtd_ring_close(r);
 }
 
+static void waker_done(void)
+{
+    atomic_store_explicit(&ctl->woke_ns, rtd_now_ns(), memory_order_relaxed);
+    atomic_fetch_add_explicit(&ctl->woke_count, 1, memory_order_release);
+}
+
+/*
+ * A sleep called at t_call ended in -ETIMEDOUT: lost if the waker's action
+ * number `want` (1-based) had returned before t_call + MIN_SLEEP_NS.
+ */
+static bool lost_wakeup(uint64_t want, uint64_t t_call)
+{
+    atomic_fetch_add_explicit(&ctl->timeouts, 1, memory_order_relaxed);
+    uint64_t n = atomic_load_explicit(&ctl->woke_count, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&ctl->woke_ns, memory_order_relaxed);
+    /* woke_ns is stored before woke_count; n >= want with a later t only makes this stricter. */
+    return n >= want && t < t_call + MIN_SLEEP_NS;
+}
+
 static void consumer_fail(const char *what, uint64_t i, long got)
 {
     fprintf(stderr, "stress_wake: consumer: %s at round %llu (%ld)\n", what, (unsigned long long)i,
@@ -137,6 +198,7 @@ static void consume(enum wcase wc)
         consumer_fail("attach", 0, rc);
         return;
     }
+    atomic_store(&ctl->mb_state, rtd_shm_membarrier_state());
     atomic_store(&ctl->ready, 1);
     for (uint64_t i = 0; i < rounds;) {
         const struct rtd_pkt_hdr *h;
@@ -150,7 +212,14 @@ static void consume(enum wcase wc)
                 data = f.data;
         }
         if (rc == -EAGAIN) {
+            uint64_t t_call = rtd_now_ns();
             rc = g ? rtd_group_wait(g, SLEEP_NS) : rtd_consumer_wait(c, SLEEP_NS);
+            if (rc == -ETIMEDOUT && wc != W_SPACE && lost_wakeup(i + 1, t_call)) {
+                consumer_fail("lost wake-up: slept to its timeout though the round had been "
+                              "published before that timeout could expire",
+                              i, rc);
+                break;
+            }
             if (rc < 0 && rc != -ETIMEDOUT) {
                 consumer_fail("wait", i, rc);
                 break;
@@ -171,6 +240,7 @@ static void consume(enum wcase wc)
         } else {
             jitter(i); /* meet the producer at a random point of its way to sleep */
             rtd_frame_release(c);
+            waker_done();
         }
         atomic_store_explicit(&ctl->ack, ++i, memory_order_release);
     }
@@ -196,18 +266,30 @@ static int produce(struct rtd_ring *r, enum wcase wc)
             }
             *p = i;
             rtd_pkt_publish(r);
+            waker_done();
         } else {
             struct rtd_frame f;
             int rc;
             /* space: the ring holds 2 frames, so from round 2 on this sleeps for space. */
             uint64_t t0 = rtd_now_ns();
+            uint64_t released = atomic_load_explicit(&ctl->woke_count, memory_order_acquire);
             while ((rc = rtd_frame_claim(r, &f)) == -ENOBUFS || rc == -EAGAIN) {
                 if (rtd_now_ns() - t0 > STALL_NS) {
                     fprintf(stderr, "stress_wake %s: round %llu: no space in 2 s: lost wake-up\n",
                             case_name[wc], (unsigned long long)i);
                     return -1;
                 }
+                uint64_t t_call = rtd_now_ns();
                 rc = rtd_ring_wait_space(r, SLEEP_NS);
+                /* Any release after the failed claim frees a slot of the full 2-slot ring. */
+                if (rc == -ETIMEDOUT && lost_wakeup(released + 1, t_call)) {
+                    fprintf(stderr,
+                            "stress_wake space: round %llu: lost wake-up: slept to its timeout "
+                            "though a frame was released before it could expire\n",
+                            (unsigned long long)i);
+                    return -1;
+                }
+                released = atomic_load_explicit(&ctl->woke_count, memory_order_acquire);
                 if (rc < 0 && rc != -ETIMEDOUT) {
                     fprintf(stderr, "stress_wake space: wait: %d\n", rc);
                     return -1;
@@ -221,6 +303,8 @@ static int produce(struct rtd_ring *r, enum wcase wc)
             f.hdr->len = sizeof i;
             f.hdr->type = 1;
             rtd_frame_publish(r, &f);
+            if (wc == W_GROUP)
+                waker_done();
         }
         /* space: the consumer answers round i - 1 while we wait for room for round i + 1. */
         if (wc != W_SPACE && wait_ack(i + 1, wc))
@@ -276,6 +360,16 @@ static int run_case(enum wcase wc, bool threads)
     }
     while (!atomic_load(&ctl->ready) && !atomic_load(&ctl->fail))
         usleep(100);
+    if (want_registered) {
+        int rc1 = check_registered("producer", rtd_shm_membarrier_state());
+        int rc2 = check_registered(threads ? "consumer thread" : "consumer process",
+                                   atomic_load(&ctl->mb_state));
+        if (rc1 || rc2) {
+            if (pid > 0)
+                kill(pid, SIGKILL);
+            _exit(rc1 == 1 || rc2 == 1 ? 1 : 77);
+        }
+    }
     uint64_t t0 = rtd_now_ns();
     int fail = atomic_load(&ctl->fail) || produce(r, wc) != 0;
     double secs = (double)(rtd_now_ns() - t0) / 1e9;
@@ -297,9 +391,11 @@ static int run_case(enum wcase wc, bool threads)
     fail |= atomic_load(&ctl->fail);
     shared_ring = NULL;
     rtd_ring_close(r);
-    printf("stress_wake %-5s %s: %llu rounds in %.2f s (%.1f us each), slowest %.3f ms: %s\n",
+    printf("stress_wake %-5s %s: %llu rounds in %.2f s (%.1f us each), slowest %.3f ms, %llu "
+           "sleeps timed out%s: %s\n",
            case_name[wc], threads ? "threads" : "procs", (unsigned long long)rounds, secs,
            secs * 1e6 / (double)rounds, (double)atomic_load(&ctl->slow) / 1e6,
+           (unsigned long long)atomic_load(&ctl->timeouts), fail ? "" : " (none lost)",
            fail ? "FAIL" : "ok");
     return fail ? -1 : 0;
 }
@@ -317,9 +413,10 @@ int main(int argc, char **argv)
             rounds = strtoull(optarg, NULL, 0);
         else if (o == 'm')
             threads = !strcmp(optarg, "threads");
-        else if (o == 'b')
+        else if (o == 'b') {
             setenv("RTD_MEMBARRIER", optarg, 1); /* register: wakers stop fencing at once */
-        else
+            want_registered = !strcmp(optarg, "register");
+        } else
             return 2;
     }
     if (rounds < 4)

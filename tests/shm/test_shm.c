@@ -380,36 +380,48 @@ Test(frame, without_reliable_consumers_the_producer_never_waits)
     rtd_ring_close(r);
 }
 
-Test(frame, a_lapped_monitor_skips_to_the_oldest_valid_frame_and_counts_what_it_missed)
+static void publish_frames(struct rtd_ring *r, uint64_t from, uint64_t to)
+{
+    struct rtd_frame f;
+    for (uint64_t i = from; i < to; i++) {
+        cr_assert_eq(rtd_frame_claim(r, &f), 0);
+        f.hdr->len = 16;
+        f.hdr->frame_id = i;
+        memset(f.data, (int)(i & 0xff), 16);
+        cr_assert_eq(rtd_frame_publish(r, &f), 0);
+    }
+}
+
+Test(frame, a_lapped_monitor_copies_the_oldest_valid_frame_and_reports_what_it_missed)
 {
     struct rtd_ring *r = mk_frame("f", 4, 4096, RTD_OVERFLOW_BLOCK);
     struct rtd_consumer *m;
     cr_assert_eq(rtd_consumer_open(&m, r, RTD_CONSUMER_MONITOR, "mon"), 0);
     struct rtd_frame f;
-    for (int i = 0; i < 10; i++) {
-        cr_assert_eq(rtd_frame_claim(r, &f), 0);
-        cr_assert_eq(rtd_frame_publish(r, &f), 0);
-    }
+    cr_assert_eq(rtd_frame_peek(m, &f), -EINVAL, "monitors never read in place");
+    publish_frames(r, 0, 10);
     /* published 10, 4 slots: frames 7, 8, 9 are safe (slot of 10 may be rewriting). */
-    cr_assert_eq(rtd_frame_peek(m, &f), 0);
-    cr_assert_eq(f.hdr->seq, 7);
-    cr_assert_eq(rtd_consumer_lapped(m), 7);
-    cr_assert_eq(rtd_frame_valid(m, &f), 1);
-    rtd_frame_release(m);
-    /* The producer overwrites frame 8's slot while the monitor reads it. */
-    cr_assert_eq(rtd_frame_peek(m, &f), 0);
-    cr_assert_eq(f.hdr->seq, 8);
-    struct rtd_frame w;
-    cr_assert_eq(rtd_frame_claim(r, &w), 0); /* 10 */
-    cr_assert_eq(rtd_frame_publish(r, &w), 0);
-    cr_assert_eq(rtd_frame_claim(r, &w), 0); /* 11 */
-    cr_assert_eq(rtd_frame_publish(r, &w), 0);
-    cr_assert_eq(rtd_frame_claim(r, &w), 0); /* 12 -> slot of 8 */
-    cr_assert_eq(rtd_frame_valid(m, &f), 0);
-    cr_assert_eq(rtd_consumer_lapped(m), 8);
-    rtd_frame_release(m);
-    cr_assert_eq(rtd_frame_peek(m, &f), 0);
-    cr_assert_eq(f.hdr->seq, 9);
+    struct rtd_frame_hdr hd;
+    uint8_t buf[64];
+    uint64_t lap = 99;
+    cr_assert_eq(rtd_frame_copy(m, &hd, buf, sizeof buf, &lap), 16);
+    cr_assert_eq(hd.seq, 7);
+    cr_assert_eq(hd.frame_id, 7);
+    cr_assert_eq(buf[0], 7);
+    cr_assert_eq(buf[15], 7);
+    cr_assert_eq(lap, 7);
+    cr_assert_eq(rtd_frame_copy(m, &hd, NULL, 0, &lap), 0, "descriptor only");
+    cr_assert_eq(hd.seq, 8);
+    cr_assert_eq(lap, 0);
+    publish_frames(r, 10, 20);
+    cr_assert_eq(rtd_frame_copy(m, &hd, buf, 8, &lap), 8, "at most cap bytes");
+    cr_assert_eq(hd.seq, 17);
+    cr_assert_eq(lap, 8, "frames 9..16 missed");
+    cr_assert_eq(rtd_consumer_lapped(m), 15);
+    cr_assert_eq(rtd_frame_copy(m, &hd, buf, sizeof buf, &lap), 16);
+    cr_assert_eq(rtd_frame_copy(m, &hd, buf, sizeof buf, &lap), 16);
+    cr_assert_eq(hd.seq, 19);
+    cr_assert_eq(rtd_frame_copy(m, &hd, buf, sizeof buf, &lap), -EAGAIN);
     rtd_consumer_close(m);
     rtd_ring_close(r);
 }
@@ -510,19 +522,26 @@ Test(packet, full_ring_blocks_or_drops_by_policy)
     rtd_ring_close(d);
 }
 
-Test(packet, a_lapped_monitor_counts_exactly_the_records_it_missed)
+Test(packet, a_lapped_monitor_copies_records_out_and_counts_exactly_the_records_it_missed)
 {
     struct rtd_ring *r = mk_packet("p", 4096, RTD_OVERFLOW_BLOCK);
     struct rtd_consumer *m;
     cr_assert_eq(rtd_consumer_open(&m, r, RTD_CONSUMER_MONITOR, "mon"), 0);
     int err;
-    const struct rtd_pkt_hdr *rec;
+    uint64_t buf[64];
+    const struct rtd_pkt_hdr *rec = (const struct rtd_pkt_hdr *)buf;
+    uint64_t lap = 99;
     /* Read the first record, then fall far behind. */
-    cr_assert_not_null(rtd_pkt_reserve(r, 32, 1, &err));
+    void *p = rtd_pkt_reserve(r, 32, 1, &err);
+    cr_assert_not_null(p);
+    memset(p, 0xab, 32);
     rtd_pkt_publish(r);
-    cr_assert_eq(rtd_pkt_next(m, &rec), 0);
+    cr_assert_eq(rtd_pkt_next(m, &rec), -EINVAL, "monitors never read in place");
+    cr_assert_eq(rtd_pkt_copy(m, buf, sizeof buf, &lap), 32);
     cr_assert_eq(rec->seq, 0);
-    cr_assert_eq(rtd_pkt_valid(m, rec), 1);
+    cr_assert_eq(rec->len, 32);
+    cr_assert_eq(((const uint8_t *)rtd_pkt_payload(rec))[31], 0xab);
+    cr_assert_eq(lap, 0);
     rtd_pkt_release(m);
     for (int i = 0; i < 1000; i++) {
         cr_assert_not_null(rtd_pkt_reserve(r, 32, 1, &err));
@@ -532,22 +551,25 @@ Test(packet, a_lapped_monitor_counts_exactly_the_records_it_missed)
      * The monitor resumes at the newest boundary; the lap count is settled by
      * the seq of the next record it reads.
      */
-    cr_assert_eq(rtd_pkt_next(m, &rec), -EAGAIN);
+    cr_assert_eq(rtd_pkt_copy(m, buf, sizeof buf, &lap), -EAGAIN);
     for (int i = 0; i < 3; i++)
         cr_assert_not_null(rtd_pkt_reserve(r, 32, 1, &err));
+    cr_assert_not_null(rtd_pkt_reserve(r, 600, 1, &err)); /* larger than the buffer */
+    cr_assert_not_null(rtd_pkt_reserve(r, 32, 1, &err));
     rtd_pkt_publish(r);
-    uint64_t seen = 1, last = 0;
-    while (rtd_pkt_next(m, &rec) == 0) {
-        if (!rtd_pkt_valid(m, rec))
-            continue;
-        cr_assert_gt(rec->seq, last);
-        last = rec->seq;
-        seen++;
-    }
-    cr_assert_eq(last, 1003);
-    cr_assert_eq(seen, 4);
-    cr_assert_eq(seen + rtd_consumer_lapped(m), 1004);
-    cr_assert_gt(rtd_consumer_lapped(m), 0);
+    cr_assert_eq(rtd_pkt_copy(m, buf, sizeof buf, &lap), 32);
+    cr_assert_eq(rec->seq, 1001);
+    cr_assert_eq(lap, 1000, "records 1..1000 were lapped");
+    cr_assert_eq(rtd_pkt_copy(m, buf, sizeof buf, &lap), 32);
+    cr_assert_eq(rec->seq, 1002);
+    cr_assert_eq(lap, 0);
+    cr_assert_eq(rtd_pkt_copy(m, buf, sizeof buf, &lap), 32);
+    cr_assert_eq(rec->seq, 1003);
+    cr_assert_eq(rtd_pkt_copy(m, buf, sizeof buf, &lap), 32);
+    cr_assert_eq(rec->seq, 1005);
+    cr_assert_eq(lap, 1, "the record too large for the buffer counts as missed");
+    cr_assert_eq(rtd_pkt_copy(m, buf, sizeof buf, &lap), -EAGAIN);
+    cr_assert_eq(rtd_consumer_lapped(m), 1001);
     rtd_consumer_close(m);
     rtd_ring_close(r);
 }
@@ -617,6 +639,44 @@ Test(consumer, a_stale_heartbeat_is_reaped_on_request)
     cr_assert_eq(rtd_ring_reap(r, 5000000ull), 1);
     cr_assert_eq(atomic_load(&rtd_ring_header(r)->consumers[0].state), RTD_CSLOT_DEAD);
     rtd_consumer_close(c);
+    rtd_ring_close(r);
+}
+
+Test(consumer, a_reaped_live_consumer_keeps_its_slot_and_registers_again_on_its_next_read)
+{
+    struct rtd_ring *r = mk_frame("f", 4, 4096, RTD_OVERFLOW_BLOCK);
+    const struct rtd_ring_hdr *h = rtd_ring_header(r);
+    struct rtd_consumer *a, *b;
+    cr_assert_eq(rtd_consumer_open(&a, r, RTD_CONSUMER_RELIABLE, "a"), 0);
+    uint32_t gen0 = atomic_load(&h->consumers[0].gen);
+    publish_frames(r, 0, 2);
+    struct rtd_frame f;
+    cr_assert_eq(rtd_frame_peek(a, &f), 0);
+    usleep(20000);
+    cr_assert_eq(rtd_ring_reap(r, 5000000ull), 1);
+    cr_assert_eq(atomic_load(&h->consumers[0].state), RTD_CSLOT_DEAD);
+    /* Reaped, but our pid lives: nobody else may take the slot. */
+    cr_assert_eq(rtd_consumer_open(&b, r, RTD_CONSUMER_RELIABLE, "b"), 0);
+    cr_assert_str_eq(h->consumers[1].label, "b");
+    cr_assert_str_eq(h->consumers[0].label, "a");
+    /* The release after the reap stores nothing. */
+    uint64_t cur = atomic_load(&h->consumers[0].cursor);
+    rtd_frame_release(a);
+    cr_assert_eq(atomic_load(&h->consumers[0].cursor), cur);
+    publish_frames(r, 2, 3);
+    cr_assert_eq(rtd_frame_peek(a, &f), -EAGAIN, "re-registered at the newest frame");
+    cr_assert_eq(atomic_load(&h->consumers[0].state), RTD_CSLOT_ACTIVE);
+    cr_assert_eq(atomic_load(&h->consumers[0].gen), gen0 + 1);
+    cr_assert_eq(atomic_load(&h->consumers[0].reregistered), 1);
+    cr_assert_eq(rtd_consumer_reregistered(a), 1);
+    cr_assert_eq(atomic_load(&h->consumers[0].cursor), 3);
+    publish_frames(r, 3, 4);
+    cr_assert_eq(rtd_frame_peek(a, &f), 0);
+    cr_assert_eq(f.hdr->seq, 3);
+    rtd_frame_release(a);
+    cr_assert_eq(atomic_load(&h->consumers[0].cursor), 4);
+    rtd_consumer_close(a);
+    rtd_consumer_close(b);
     rtd_ring_close(r);
 }
 

@@ -141,6 +141,9 @@ static json_t *ring_json(const char *name, const struct rtd_ring_hdr *h, uint64_
             c, "consumed",
             json_integer((json_int_t)atomic_load_explicit(&s->consumed, memory_order_relaxed)));
         json_object_set_new(
+            c, "reregistered",
+            json_integer((json_int_t)atomic_load_explicit(&s->reregistered, memory_order_relaxed)));
+        json_object_set_new(
             c, "heartbeat_age_ms",
             json_real(age_ms(now, atomic_load_explicit(&s->heartbeat_ns, memory_order_relaxed))));
         json_array_append_new(cons, c);
@@ -344,8 +347,11 @@ static void print_text(json_t *root)
                 printf(" group %-2lld       ", ji(c, "group"));
             else
                 printf(" pid %-7lld %-5s", ji(c, "pid"), yn(json_object_get(c, "alive")));
-            printf(" lag %-10lld lapped %-8lld consumed %-10lld heartbeat %.0f ms ago\n",
+            printf(" lag %-10lld lapped %-8lld consumed %-10lld heartbeat %.0f ms ago",
                    ji(c, "lag"), ji(c, "lapped"), ji(c, "consumed"), jr(c, "heartbeat_age_ms"));
+            if (ji(c, "reregistered"))
+                printf(" reregistered %lld", ji(c, "reregistered"));
+            printf("\n");
         }
         json_t *g;
         json_array_foreach(json_object_get(r, "groups"), j, g)
