@@ -73,16 +73,16 @@ Test(fit_frames_cli, reference_frames_give_the_json_summary_and_the_detections_f
     cr_expect(strstr(out, "\"ms_per_frame\":") != NULL, "%s", out);
     struct stat sb;
     cr_assert_eq(stat(det, &sb), 0);
-    cr_expect_eq(sb.st_size, 150 * 18 * 8, "detections file %lld bytes", (long long)sb.st_size);
+    cr_expect_eq(sb.st_size, 150 * 19 * 8, "detections file %lld bytes", (long long)sb.st_size);
     /* Columns: frame, x, y, amp, sigma, offset, state, ... */
     double *d;
     size_t len;
     cr_assert_eq(rtd_read_file(det, (void **)&d, &len), 0);
     for (int r = 0; r < 150; r++) {
-        cr_expect(d[r * 18] >= 0 && d[r * 18] < 15);
-        cr_expect(d[r * 18 + 1] > 0 && d[r * 18 + 1] < 300);
-        cr_expect(d[r * 18 + 4] > 1.0 && d[r * 18 + 4] < 3.5, "sigma %g", d[r * 18 + 4]);
-        cr_expect(d[r * 18 + 5] > 90 && d[r * 18 + 5] < 130, "offset %g", d[r * 18 + 5]);
+        cr_expect(d[r * 19] >= 0 && d[r * 19] < 15);
+        cr_expect(d[r * 19 + 1] > 0 && d[r * 19 + 1] < 300);
+        cr_expect(d[r * 19 + 4] > 1.0 && d[r * 19 + 4] < 3.5, "sigma %g", d[r * 19 + 4]);
+        cr_expect(d[r * 19 + 5] > 90 && d[r * 19 + 5] < 130, "offset %g", d[r * 19 + 5]);
     }
     free(d);
     rc = run("--columns", out, sizeof out);
