@@ -6,7 +6,7 @@ Runs an independent float64 pipeline on raw u16 frames ([frame, row, col],
 little-endian): a smooth background (sigma-clipped medians of 30 x 30 px blocks,
 bilinear between block centres) subtracted, a local noise map (the blocks' MADs), a Gaussian blur
 longer along the motion (sigma 4 rows x 2 columns) of the residual in noise
-units, a threshold of 5 MADs of the blurred map, local maxima (21 rows x 7
+units, a threshold of 6 MADs of the blurred map, local maxima (21 rows x 7
 columns), then per ion a GAUSS_1D fit of the horizontal profile and an SHM_1D
 fit (64 Gauss-Chebyshev nodes, three starts, the lowest chi2 kept) of the
 vertical profile of an 11 x 41 ROI of the background-subtracted frame, with
@@ -90,9 +90,11 @@ def reference_frame(img):
     img = img.astype(np.float64)
     bg, noise = smooth_background(img)
     res = img - bg
-    z = ndimage.gaussian_filter(res / np.maximum(noise, 1e-3), sigma=(4, 2), mode="reflect")
+    # Zeros beyond the edges: a mirror would count edge pixels twice and line the edges with
+    # noise peaks.
+    z = ndimage.gaussian_filter(res / np.maximum(noise, 1e-3), sigma=(4, 2), mode="constant")
     mad = np.median(np.abs(z - np.median(z)))
-    thr = np.median(z) + 5 * mad
+    thr = np.median(z) + 6 * mad
     peaks = (z == ndimage.maximum_filter(z, size=(21, 7), mode="nearest")) & (z > thr)
     out = []
     for py, px in zip(*np.nonzero(peaks)):
