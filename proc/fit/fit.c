@@ -31,6 +31,7 @@ void rtd_fit_opts_default(struct rtd_fit_opts *o, enum rtd_fit_model m, uint32_t
     o->max_iter = m == RTD_FIT_SHM_1D ? 50 : 25;
     o->tol = m == RTD_FIT_SHM_1D ? 1e-6f : 1e-4f;
     o->shm_nodes = 0;
+    o->fixed = 0;
     o->threads = 0;
     o->isa = RTD_FIT_ISA_AUTO;
 }
@@ -157,6 +158,7 @@ int rtd_fit_batch(const struct rtd_fit_opts *o, size_t n_fits, const float *data
         .max_iter = o->max_iter,
         .tol = o->tol,
         .shm_nodes = o->shm_nodes,
+        .fixed = o->fixed & ((1u << np) - 1u),
         .data = data,
         .init = init,
         .params = params,

@@ -20,6 +20,7 @@ struct fit_job {
     uint32_t max_iter;
     float tol;
     uint32_t shm_nodes; /* 0 = auto */
+    uint32_t fixed;     /* bit k: parameter k is held at its start value */
     const float *data, *init;
     float *params;
     int32_t *states, *iters;

@@ -262,12 +262,22 @@ static void FN(fit_one_)(const struct fit_job *j, size_t fi, REAL *f, REAL *jac)
 
     for (uint32_t it = 0; it < j->max_iter; it++) {
         memcpy(hm, h, sizeof(REAL) * (size_t)(np * np));
+        REAL gm[RTD_FIT_MAX_PARAMS];
         for (int k = 0; k < np; k++) {
             if (h[k * np + k] > scale[k])
                 scale[k] = h[k * np + k];
             hm[k * np + k] += scale[k] * lambda;
+            gm[k] = g[k];
         }
-        if (FN(solve_)(np, hm, g, delta)) {
+        /* Fixed parameters: an identity row and column and no gradient give them a zero step. */
+        for (int k = 0; k < np; k++)
+            if (j->fixed >> k & 1u) {
+                for (int q = 0; q < np; q++)
+                    hm[k * np + q] = hm[q * np + k] = 0;
+                hm[k * np + k] = 1;
+                gm[k] = 0;
+            }
+        if (FN(solve_)(np, hm, gm, delta)) {
             state = RTD_FIT_SINGULAR;
             iters = (int32_t)it;
             break;

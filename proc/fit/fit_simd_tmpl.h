@@ -645,7 +645,21 @@ AI int run_kernel(const struct fit_job *j, size_t begin, size_t end, const int m
                 vf diag = L->cur.h[k * np - k * (k - 1) / 2];
                 L->scale[k] = vmax(L->scale[k], diag);
             }
-            solve(np, L->cur.h, L->scale, L->lambda, L->cur.g, delta, &sing);
+            if (j->fixed) {
+                /* Fixed parameters: an identity row and column and no gradient (zero step). */
+                vf hf[RTD_FIT_MAX_PARAMS * (RTD_FIT_MAX_PARAMS + 1) / 2], gf[RTD_FIT_MAX_PARAMS];
+                int q = 0;
+                for (int ra = 0; ra < np; ra++) {
+                    gf[ra] = (j->fixed >> ra & 1u) ? vb(0.0f) : L->cur.g[ra];
+                    for (int cb = ra; cb < np; cb++, q++)
+                        hf[q] = ((j->fixed >> ra | j->fixed >> cb) & 1u)
+                                    ? vb(ra == cb ? 1.0f : 0.0f)
+                                    : L->cur.h[q];
+                }
+                solve(np, hf, L->scale, L->lambda, gf, delta, &sing);
+            } else {
+                solve(np, L->cur.h, L->scale, L->lambda, L->cur.g, delta, &sing);
+            }
             vi go = is_step & ~sing;
             for (int k = 0; k < np; k++)
                 L->pc[k] = vsel(go, L->p[k] + delta[k], L->pc[k]);

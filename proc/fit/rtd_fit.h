@@ -81,6 +81,13 @@ struct rtd_fit_opts {
     uint32_t shm_nodes; /* SHM_1D quadrature nodes N (even); 0 = auto: N >= 2.8 A/sigma + 4 */
     int threads;        /* 0 = OpenMP default, 1 = the calling thread only, n = n threads */
     int isa;            /* enum rtd_fit_isa (0 = auto); forcing one the CPU lacks gives -ENOTSUP */
+    /*
+     * Bit k set: parameter k keeps its start value (its row and column of the normal
+     * equations are taken out of the step). Appended; 0 = all free. For example SHM_1D
+     * with sigma known from elsewhere (bit 3): below A ~ sigma, A and sigma are nearly
+     * degenerate and a free fit trades one for the other.
+     */
+    uint32_t fixed;
 };
 
 /*

@@ -9,6 +9,12 @@
  * of the SIMD fit library for every ROI of the frame -> duplicate removal and
  * a second, de-blended fit for overlapping spots.
  *
+ * Background: a flat estimate (the window's median, static default) or a
+ * smooth model (SHM default): clipped means and noise of blocks, bilinear
+ * between block centres, subtracted and divided out before the blur, so the
+ * threshold is k MADs of the local noise everywhere and a gradient neither
+ * hides dim ions nor makes false ones (docs/proc.md).
+ *
  * Two analyses, as the lab handler had them:
  *   RTD_PIPE_STATIC: GAUSS_2D (amp, x0, y0, sigma, offset) on a square ROI.
  *   RTD_PIPE_SHM:    ions oscillating vertically: GAUSS_1D on the horizontal
@@ -27,6 +33,9 @@
 #include <stdint.h>
 
 enum rtd_pipe_analysis { RTD_PIPE_STATIC = 0, RTD_PIPE_SHM = 1 };
+
+/* Background model of the detection (and, for shm, of the fitted profiles). */
+enum rtd_pipe_background { RTD_PIPE_BG_FLAT = 0, RTD_PIPE_BG_SMOOTH = 1 };
 
 /* Per-ion flags (bit mask); the fit state is separate (0 converged, as Gpufit). */
 enum {
@@ -57,6 +66,13 @@ struct rtd_pipe_config {
     float min_snr;          /* static: drop fits with sigma*amp*sqrt(pi)/noise below (0 = keep) */
     float min_sigma;        /* fits narrower than this (px) are hot pixels or cosmics: OUTSIDE */
     int keep_outside;       /* report RTD_ION_OUTSIDE fits instead of dropping them */
+    /* Appended (issue 22); rtd_pipe_config_default fills them. */
+    int background;             /* enum rtd_pipe_background */
+    int bg_block_x, bg_block_y; /* smooth background: block size (px); 0 = 2 x the ROI, >= 24 */
+    float max_amplitude;        /* shm: largest motion amplitude expected (px); sets blur_y,
+                                   radius_y and roi_h (rtd_pipe_config_set_max_amplitude) */
+    int tie_sigma;              /* shm: the vertical fit's PSF sigma is the horizontal fit's (a
+                                   round PSF), not a free parameter traded against A */
 };
 
 /* One detected ion. Static analysis: sigma_y = sigma, A = 0, v_amp/v_offset = 0. */
@@ -74,6 +90,8 @@ struct rtd_pipe_ion {
     int32_t iters;
     int32_t peak_x, peak_y; /* detection peak (px) */
     int32_t roi_x0, roi_y0; /* ROI origin (px) */
+    double A_err;           /* shm: standard error of A (px) from the fit's covariance, scaled
+                               by chi2/dof; A < A_err means "not resolved", not "A = 0" */
 };
 
 /* Per-frame figures, times in ns of CLOCK_MONOTONIC. */
@@ -95,6 +113,14 @@ struct rtd_pipe; /* opaque */
 
 /* Defaults as the lab pipeline used them for each analysis (see docs/proc.md). */
 void rtd_pipe_config_default(struct rtd_pipe_config *cfg, enum rtd_pipe_analysis analysis);
+
+/*
+ * shm: set the largest expected motion amplitude A (px) and what follows from it, with
+ * s = sigma_guess: blur_y = sqrt(s^2 + A^2/3) (the Gaussian whose worst matched-filter
+ * efficiency over amplitudes 0..A is highest: 0.85 at A = 8), radius_y = A + 2s (one peak per
+ * ion, ions further apart than that stay two), roi_h = 2 ceil(A + 4s) + 1. 0 <= A <= 20.
+ */
+void rtd_pipe_config_set_max_amplitude(struct rtd_pipe_config *cfg, float A);
 
 /* Check a configuration; 0 or -EINVAL with a reason in err (if err). */
 int rtd_pipe_config_check(const struct rtd_pipe_config *cfg, char *err, size_t errcap);

@@ -24,7 +24,7 @@
 #define RTDAQ  RTD_BIN_DIR "/tools/rtdaq"
 #define PROC   RTD_BIN_DIR "/proc/daemon/rtdaq-proc"
 #define FRAMES RTD_TEST_DATA "/frames/frames_300_u16.bin"
-#define NCOLS  18
+#define NCOLS  19 /* rtdaq fit-frames --out: 19 float64 per ion (docs/proc.md) */
 
 static int failed;
 

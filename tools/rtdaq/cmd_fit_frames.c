@@ -32,22 +32,27 @@
 #endif
 
 /* Output columns, one float64 each, in this order. */
-#define RTD_FF_NCOLS 18
+#define RTD_FF_NCOLS 19
 static const char *const ff_columns[RTD_FF_NCOLS] = {
-    "frame", "x",        "y",     "amp",    "sigma",  "offset", "state",  "sigma_y", "A",
-    "v_amp", "v_offset", "flags", "peak_x", "peak_y", "roi_x0", "roi_y0", "iters",   "chi2"};
+    "frame",   "x",      "y",     "amp",      "sigma", "offset", "state",
+    "sigma_y", "A",      "v_amp", "v_offset", "flags", "peak_x", "peak_y",
+    "roi_x0",  "roi_y0", "iters", "chi2",     "A_err"};
 
 static const char ff_usage[] =
     "usage: rtdaq fit-frames --in FRAMES.u16 --width W --height H [options]\n"
     "  --count N            frames to process (default: all in the file)\n"
     "  --first N            skip the first N frames\n"
     "  --analysis static|shm  GAUSS_2D per ion, or GAUSS_1D(x) + SHM_1D(y) profiles\n"
-    "  --out FILE.f64       one row of 18 float64 per ion (see --columns)\n"
+    "  --out FILE.f64       one row of 19 float64 per ion (see --columns)\n"
     "  --threshold T        absolute threshold above the background (ADU); default k*MAD\n"
     "  --k K                threshold in MADs of the blurred frame (default 6)\n"
-    "  --radius R|RX,RY     minimum peak separation (default 3, shm 3,8)\n"
-    "  --roi-size S|WxH     ROI per ion (default 11, shm 11x31)\n"
-    "  --blur S|SX,SY       Gaussian blur sigma (default 2, shm 2,6)\n"
+    "  --radius R|RX,RY     minimum peak separation (default 3, shm 3,A+2s)\n"
+    "  --roi-size S|WxH     ROI per ion (default 11, shm 11x(2 ceil(A+4s)+1))\n"
+    "  --blur S|SX,SY       Gaussian blur sigma (default 2, shm 2,sqrt(s^2+A^2/3))\n"
+    "  --max-amplitude A    shm: largest motion amplitude expected (px, default 8); sets the\n"
+    "                       vertical blur, radius and ROI height above (s = --sigma)\n"
+    "  --background flat|smooth  background model (default static flat, shm smooth)\n"
+    "  --bg-block S|WxH     smooth background block size (px; default 2x the ROI, >= 24)\n"
     "  --sigma S            initial PSF sigma (default 2)\n"
     "  --window X0,X1,Y0,Y1 analysis window [X0,X1) x [Y0,Y1) (default: whole frame)\n"
     "  --estimator lse|mle  fit estimator (default lse)\n"
@@ -137,7 +142,10 @@ int rtd_cmd_fit_frames(int argc, char **argv)
         O_JSON,
         O_HELP,
         O_BIN,
-        O_BACKEND
+        O_BACKEND,
+        O_AMAX,
+        O_BG,
+        O_BGB
     };
     static const struct option opts[] = {{"in", required_argument, 0, O_IN},
                                          {"width", required_argument, 0, O_W},
@@ -160,6 +168,9 @@ int rtd_cmd_fit_frames(int argc, char **argv)
                                          {"help", no_argument, 0, O_HELP},
                                          {"bin", required_argument, 0, O_BIN},
                                          {"backend", required_argument, 0, O_BACKEND},
+                                         {"max-amplitude", required_argument, 0, O_AMAX},
+                                         {"background", required_argument, 0, O_BG},
+                                         {"bg-block", required_argument, 0, O_BGB},
                                          {0, 0, 0, 0}};
     const char *in = NULL, *out = NULL;
     long width = 0, height = 0, count = -1, first = 0;
@@ -167,7 +178,8 @@ int rtd_cmd_fit_frames(int argc, char **argv)
     enum rtd_pipe_analysis an = RTD_PIPE_STATIC;
     /* Options are applied after the analysis is known (its defaults come first). */
     const char *o_thr = NULL, *o_k = NULL, *o_rad = NULL, *o_roi = NULL, *o_blur = NULL,
-               *o_sig = NULL, *o_win = NULL, *o_est = NULL, *o_bin = NULL;
+               *o_sig = NULL, *o_win = NULL, *o_est = NULL, *o_bin = NULL, *o_amax = NULL,
+               *o_bg = NULL, *o_bgb = NULL;
     int nodb = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -238,6 +250,15 @@ int rtd_cmd_fit_frames(int argc, char **argv)
         case O_EST:
             o_est = optarg;
             break;
+        case O_AMAX:
+            o_amax = optarg;
+            break;
+        case O_BG:
+            o_bg = optarg;
+            break;
+        case O_BGB:
+            o_bgb = optarg;
+            break;
         case O_NODB:
             nodb = 1;
             break;
@@ -282,6 +303,38 @@ int rtd_cmd_fit_frames(int argc, char **argv)
     rtd_pipe_config_default(&cfg, an);
     float fa, fb;
     int ia, ib;
+    /* Before --sigma and the explicit geometry: those override what it derives. */
+    if (o_sig && parse_fpair(o_sig, &fa, &fb) == 0 && fa == fb && fa > 0.2f) {
+        cfg.sigma_guess = fa;
+        if (an == RTD_PIPE_SHM)
+            rtd_pipe_config_set_max_amplitude(&cfg, cfg.max_amplitude);
+    }
+    if (o_amax) {
+        if (parse_fpair(o_amax, &fa, &fb) < 0 || fa != fb || !(fa >= 0 && fa <= 20)) {
+            fprintf(stderr, "rtdaq fit-frames: --max-amplitude '%s': expected 0..20 (px)\n",
+                    o_amax);
+            return RTD_EXIT_USAGE;
+        }
+        rtd_pipe_config_set_max_amplitude(&cfg, fa);
+    }
+    if (o_bg) {
+        if (!strcmp(o_bg, "flat"))
+            cfg.background = RTD_PIPE_BG_FLAT;
+        else if (!strcmp(o_bg, "smooth"))
+            cfg.background = RTD_PIPE_BG_SMOOTH;
+        else {
+            fprintf(stderr, "rtdaq fit-frames: --background '%s': expected flat or smooth\n", o_bg);
+            return RTD_EXIT_USAGE;
+        }
+    }
+    if (o_bgb) {
+        if (parse_pair(o_bgb, &ia, &ib, 'x') < 0) {
+            fprintf(stderr, "rtdaq fit-frames: --bg-block '%s': expected S or WxH\n", o_bgb);
+            return RTD_EXIT_USAGE;
+        }
+        cfg.bg_block_x = ia;
+        cfg.bg_block_y = ib;
+    }
     if (o_thr && (parse_fpair(o_thr, &fa, &fb) < 0 || !(fa > 0) || fa != fb)) {
         fprintf(stderr, "rtdaq fit-frames: --threshold '%s': expected a number > 0\n", o_thr);
         return RTD_EXIT_USAGE;
@@ -503,9 +556,9 @@ int rtd_cmd_fit_frames(int argc, char **argv)
             if (!fo)
                 continue;
             double row[RTD_FF_NCOLS] = {
-                (double)a->frame, a->x,       a->y,      a->amp,    a->sigma,    a->offset,
-                a->state,         a->sigma_y, a->A,      a->v_amp,  a->v_offset, a->flags,
-                a->peak_x,        a->peak_y,  a->roi_x0, a->roi_y0, a->iters,    a->chi2};
+                (double)a->frame, a->x,      a->y,     a->amp,      a->sigma, a->offset, a->state,
+                a->sigma_y,       a->A,      a->v_amp, a->v_offset, a->flags, a->peak_x, a->peak_y,
+                a->roi_x0,        a->roi_y0, a->iters, a->chi2,     a->A_err};
             if (fwrite(row, sizeof row, 1, fo) != 1) {
                 fprintf(stderr, "rtdaq fit-frames: %s: write: %s\n", out, strerror(errno));
                 goto out;
