@@ -94,23 +94,71 @@ static double complex mother_const(const struct rtd_mother *m)
     return 0;
 }
 
+/*
+ * An interval [flo, fhi] of f = s omega outside which |kernel_real(f)| < 1e-30 of its largest
+ * value (*gmax), so a row only evaluates the bins that can pass the 1e-20 cut below.
+ */
+static void kernel_support(const struct rtd_mother *m, double *flo, double *fhi, double *gmax)
+{
+    double c = m->param, peak_f = c;
+    switch (m->kind) {
+    case RTD_MOTHER_MORLET:
+        /* exp(-72) = 5e-32 */
+        *flo = c - 12;
+        *fhi = c + 12;
+        *gmax = 1;
+        return;
+    case RTD_MOTHER_PAUL:
+        peak_f = c;
+        break;
+    case RTD_MOTHER_DOG:
+        peak_f = sqrt(c);
+        break;
+    }
+    double g = kernel_real(m, peak_f), f = peak_f;
+    while (fabs(kernel_real(m, f)) >= 1e-30 * g && f < 1e6)
+        f += 1;
+    *gmax = g;
+    *fhi = f;
+    *flo = m->kind == RTD_MOTHER_PAUL ? 0 : -f;
+}
+
 static int build_kernel(struct rtd_cwt_plan *p, size_t j, double s, double *tmp)
 {
     size_t M = p->M;
     double norm = sqrt(s * (2 * M_PI / ((double)M * p->dt)) * (double)M) / (double)M;
+    double flo, fhi, gmax;
+    kernel_support(&p->mother, &flo, &fhi, &gmax);
+    /* tmp is indexed by signed bin + M/2; f = s omega_k = s 2 pi k' / (M dt). */
+    double per_bin = s * 2 * M_PI / ((double)M * p->dt);
+    double klo = floor(flo / per_bin) - 1, khi = ceil(fhi / per_bin) + 1;
+    double half = (double)(M / 2);
+    size_t i0 = klo <= -half ? 0 : (size_t)(klo + half);
+    size_t i1 = khi >= half - 1 ? M : (size_t)(khi + half) + 1;
     double peak = 0;
-    /* tmp is indexed by signed bin + M/2. */
-    for (size_t i = 0; i < M; i++) {
-        long kp = (long)i - (long)(M / 2);
-        double omega = 2 * M_PI * ((double)kp * (1.0 / ((double)M * p->dt)));
-        double v = norm * kernel_real(&p->mother, s * omega);
-        tmp[i] = v;
-        if (fabs(v) > peak)
-            peak = fabs(v);
+    for (int pass = 0; pass < 2; pass++) {
+        if (i1 <= i0)
+            i0 = 0, i1 = M;
+        peak = 0;
+        for (size_t i = i0; i < i1; i++) {
+            long kp = (long)i - (long)(M / 2);
+            double omega = 2 * M_PI * ((double)kp * (1.0 / ((double)M * p->dt)));
+            double v = norm * kernel_real(&p->mother, s * omega);
+            tmp[i] = v;
+            if (fabs(v) > peak)
+                peak = fabs(v);
+        }
+        /* The bins skipped are below 1e-30 norm gmax: exactly what the full scan gives as long
+         * as that is under the 1e-20 cut, i.e. the sampled peak is not tiny (rows so wide or so
+         * narrow that the grid misses the wavelet scan everything). */
+        if (peak >= 1e-10 * norm * gmax || (i0 == 0 && i1 == M))
+            break;
+        i0 = 0;
+        i1 = M;
     }
     double thr = peak * 1e-20;
-    size_t a = 0, b = M;
-    while (a < M && fabs(tmp[a]) <= thr)
+    size_t a = i0, b = i1;
+    while (a < i1 && fabs(tmp[a]) <= thr)
         a++;
     while (b > a && fabs(tmp[b - 1]) <= thr)
         b--;
@@ -204,11 +252,11 @@ int rtd_cwt_plan_create(struct rtd_cwt_plan **out, size_t n, double dt, double d
     for (size_t i = 0; i < n; i++)
         p->coi[i] = cf * dt * ((double)n / 2 - fabs((double)i - ((double)n - 1) / 2));
 
-    unsigned pf = (flags & RTD_WAVELET_MEASURE) ? FFTW_MEASURE : FFTW_ESTIMATE;
     pthread_mutex_lock(&rtd_wavelet_planner_lock);
-    p->fwd = fftw_plan_dft_r2c_1d((int)M, p->xpad, p->xspec, pf);
-    p->inv = fftw_plan_dft_1d((int)M, p->scr[0].spec, p->scr[0].out, FFTW_BACKWARD, pf);
+    p->fwd = rtd_wavelet_plan_r2c((int)M, p->xpad, p->xspec, flags);
+    p->inv = rtd_wavelet_plan_c2c((int)M, p->scr[0].spec, p->scr[0].out, FFTW_BACKWARD, flags);
     pthread_mutex_unlock(&rtd_wavelet_planner_lock);
+    rtd_wavelet_wisdom_commit();
     if (!p->fwd || !p->inv)
         goto fail;
     /* MEASURE scribbles on the arrays it plans with. */
@@ -360,20 +408,28 @@ void rtd_cwt_row_to(const struct rtd_cwt_plan *p, const double complex *xfull, s
     fftw_execute_dft(p->inv, s->spec, out);
 }
 
-int rtd_cwt_execute(struct rtd_cwt_plan *p, const double *x, double complex *wave)
+int rtd_cwt_load(struct rtd_cwt_plan *p, const double *x)
 {
-    if (!p || !x || !wave)
+    if (!p || !x)
         return -EINVAL;
     int rc = rtd_wavelet_check_finite(x, p->n);
     if (rc)
         return rc;
     rtd_cwt_spectrum(p, x, p->xfull, p->xpad, p->xspec);
+    p->loaded = 1;
+    return 0;
+}
+
+int rtd_cwt_execute_rows(struct rtd_cwt_plan *p, size_t j0, size_t j1, double complex *rows_out)
+{
+    if (!p || !rows_out || j0 > j1 || j1 > p->nscales || !p->loaded)
+        return -EINVAL;
     size_t n = p->n;
-    long rows = (long)p->nscales;
+    long first = (long)j0, last = (long)j1;
 #pragma omp parallel for num_threads(p->nthreads) schedule(dynamic, 1) if (p->nthreads > 1)
-    for (long j = 0; j < rows; j++) {
+    for (long j = first; j < last; j++) {
         struct rtd_cwt_scratch *s = &p->scr[omp_get_thread_num()];
-        double complex *row = wave + (size_t)j * n;
+        double complex *row = rows_out + (size_t)(j - first) * n;
         /* Unpadded (n == M): the inverse FFT may write the caller's row directly if it is
          * aligned as the planning arrays were; that saves a copy of every row. */
         if (n == p->M && fftw_alignment_of((double *)row) == fftw_alignment_of((double *)s->out)) {
@@ -384,6 +440,14 @@ int rtd_cwt_execute(struct rtd_cwt_plan *p, const double *x, double complex *wav
         }
     }
     return 0;
+}
+
+int rtd_cwt_execute(struct rtd_cwt_plan *p, const double *x, double complex *wave)
+{
+    if (!p || !x || !wave)
+        return -EINVAL;
+    int rc = rtd_cwt_load(p, x);
+    return rc ? rc : rtd_cwt_execute_rows(p, 0, p->nscales, wave);
 }
 
 int rtd_cwt_fft(struct rtd_cwt_plan *p, const double *x, double complex *fft, double *fftfreqs)

@@ -99,6 +99,14 @@ const double *rtd_cwt_coi(const struct rtd_cwt_plan *p);    /* n, Fourier period
 
 /* wave[j * n + t] for j < nscales. x has n finite samples. 0 or -errno (-EDOM for NaN/Inf). */
 int rtd_cwt_execute(struct rtd_cwt_plan *p, const double *x, double complex *wave);
+/*
+ * The same in two steps, for callers that stream rows out while later scales compute (and
+ * so never hold the whole rows x n array): rtd_cwt_load() transforms x once, then
+ * rtd_cwt_execute_rows() writes rows j0 <= j < j1 to out[(j - j0) * n + t] (bit-identical to
+ * rtd_cwt_execute). -EINVAL before a successful load.
+ */
+int rtd_cwt_load(struct rtd_cwt_plan *p, const double *x);
+int rtd_cwt_execute_rows(struct rtd_cwt_plan *p, size_t j0, size_t j1, double complex *out);
 /* PyCWT's extra outputs: fft = X[1..M/2-1]/sqrt(M) and fftfreqs = k/(M dt) (either may be NULL). */
 int rtd_cwt_fft(struct rtd_cwt_plan *p, const double *x, double complex *fft, double *fftfreqs);
 
@@ -187,5 +195,35 @@ int rtd_wavelet_rednoise(double *out, size_t n, double g, double a, uint64_t see
 /* ---- FFTW wisdom (process-wide, under the planner mutex) ---- */
 int rtd_wavelet_wisdom_load(const char *path);
 int rtd_wavelet_wisdom_save(const char *path);
+
+/*
+ * The wisdom cache. After rtd_wavelet_wisdom_auto(0), every plan the library makes in this
+ * process is an FFTW_MEASURE plan: taken from wisdom when the package's system file
+ * (<datadir>/rtdaq/fftw-wisdom[f], or $RTDAQ_WISDOM_SYSTEM_DIR) or the user's cache
+ * ($RTDAQ_WISDOM_DIR, else $XDG_CACHE_HOME/rtdaq, else ~/.cache/rtdaq) has it, measured
+ * otherwise and then merged into the user's file at once (flock, temporary file, rename).
+ * An unreadable file is ignored with a warning. RTD_WISDOM_REFRESH forgets what is loaded so
+ * the next plans are measured again (and saved); RTD_WISDOM_READONLY never writes.
+ * RTDAQ_WISDOM=off in the environment turns the cache off (plans are FFTW_ESTIMATE again).
+ * Idempotent; 0 or -errno. Long-lived processes call it once at start-up.
+ */
+#define RTD_WISDOM_REFRESH  (1u << 0)
+#define RTD_WISDOM_READONLY (1u << 1)
+int rtd_wavelet_wisdom_auto(unsigned wflags);
+
+struct rtd_wisdom_stats {
+    int enabled;       /* rtd_wavelet_wisdom_auto() is in force */
+    int loaded_system; /* files imported from the system directory */
+    int loaded_user;   /* files imported from the user's cache */
+    int corrupt;       /* files ignored because FFTW could not read them */
+    unsigned long planned_from_wisdom, planned_measured; /* FFTW plans made each way */
+    unsigned long saves, save_errors;
+    char user_path[1024]; /* the double-precision cache file ("" without a home) */
+};
+void rtd_wavelet_wisdom_stats(struct rtd_wisdom_stats *out);
+/* Plan every FFT the library uses for FFT length M (a wisdom file made ahead of time). */
+int rtd_wavelet_wisdom_prepare(size_t M);
+/* Write this process's wisdom to dir/fftw-wisdom and dir/fftw-wisdomf (merged, atomic). */
+int rtd_wavelet_wisdom_export_dir(const char *dir);
 
 #endif

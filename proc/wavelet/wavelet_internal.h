@@ -47,6 +47,7 @@ struct rtd_cwt_plan {
     double *xpad;          /* M */
     fftw_complex *xspec;   /* M/2+1 */
     double complex *xfull; /* M: cconst * X[k], full spectrum */
+    int loaded;            /* xfull holds a series (rtd_cwt_load) */
     int nthreads;
     struct rtd_cwt_scratch *scr; /* nthreads */
 };
@@ -67,5 +68,17 @@ int rtd_cwt_scratch_init(const struct rtd_cwt_plan *p, struct rtd_cwt_scratch *s
 void rtd_cwt_scratch_free(struct rtd_cwt_scratch *s);
 
 int rtd_wavelet_check_finite(const double *x, size_t n);
+
+/*
+ * Plans under the process's wisdom policy (wisdom.c); the caller holds the planner lock and
+ * calls rtd_wavelet_wisdom_commit() after releasing it, which saves newly measured plans.
+ */
+fftw_plan rtd_wavelet_plan_c2c(int n, fftw_complex *in, fftw_complex *out, int sign,
+                               unsigned flags);
+fftw_plan rtd_wavelet_plan_r2c(int n, double *in, fftw_complex *out, unsigned flags);
+fftwf_plan rtd_wavelet_planf_c2c(int n, fftwf_complex *in, fftwf_complex *out, int sign,
+                                 unsigned flags);
+fftwf_plan rtd_wavelet_planf_r2c(int n, float *in, fftwf_complex *out, unsigned flags);
+void rtd_wavelet_wisdom_commit(void);
 
 #endif

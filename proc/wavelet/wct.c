@@ -221,12 +221,12 @@ int rtd_wct_plan_create(struct rtd_wct_plan **out, size_t n, double dt, double d
     }
     if (work_init(p, &p->work[0]))
         goto fail;
-    unsigned pf = (flags & RTD_WAVELET_MEASURE) ? FFTW_MEASURE : FFTW_ESTIMATE;
     pthread_mutex_lock(&rtd_wavelet_planner_lock);
-    p->fwd = fftw_plan_dft_1d((int)M, p->work[0].a, p->work[0].a, FFTW_FORWARD, pf);
-    p->inv = fftw_plan_dft_1d((int)M, p->work[0].a, p->work[0].a, FFTW_BACKWARD, pf);
-    p->inv_oop = fftw_plan_dft_1d((int)M, p->work[0].a, p->work[0].b, FFTW_BACKWARD, pf);
+    p->fwd = rtd_wavelet_plan_c2c((int)M, p->work[0].a, p->work[0].a, FFTW_FORWARD, flags);
+    p->inv = rtd_wavelet_plan_c2c((int)M, p->work[0].a, p->work[0].a, FFTW_BACKWARD, flags);
+    p->inv_oop = rtd_wavelet_plan_c2c((int)M, p->work[0].a, p->work[0].b, FFTW_BACKWARD, flags);
     pthread_mutex_unlock(&rtd_wavelet_planner_lock);
+    rtd_wavelet_wisdom_commit();
     if (!p->fwd || !p->inv || !p->inv_oop)
         goto fail;
     *out = p;
@@ -870,14 +870,15 @@ static int mcf_run(const struct rtd_wct_plan *p, int nthreads, double al1, doubl
             ok = 0;
     if (ok) {
         int M = (int)p->M;
-        unsigned pf = (o->flags & RTD_WAVELET_MEASURE) ? FFTW_MEASURE : FFTW_ESTIMATE;
+        unsigned pf = o->flags;
         struct mcf_thread *m = &th[0];
         pthread_mutex_lock(&rtd_wavelet_planner_lock);
-        fp.r2c = fftwf_plan_dft_r2c_1d(M, m->xpad, m->xspec, pf);
-        fp.inv = fftwf_plan_dft_1d(M, m->spec1, m->out1, FFTW_BACKWARD, pf);
-        fp.fwd = fftwf_plan_dft_1d(M, m->a, m->a, FFTW_FORWARD, pf);
-        fp.inv_oop = fftwf_plan_dft_1d(M, m->a, m->b, FFTW_BACKWARD, pf);
+        fp.r2c = rtd_wavelet_planf_r2c(M, m->xpad, m->xspec, pf);
+        fp.inv = rtd_wavelet_planf_c2c(M, m->spec1, m->out1, FFTW_BACKWARD, pf);
+        fp.fwd = rtd_wavelet_planf_c2c(M, m->a, m->a, FFTW_FORWARD, pf);
+        fp.inv_oop = rtd_wavelet_planf_c2c(M, m->a, m->b, FFTW_BACKWARD, pf);
         pthread_mutex_unlock(&rtd_wavelet_planner_lock);
+        rtd_wavelet_wisdom_commit();
         ok = fp.r2c && fp.inv && fp.fwd && fp.inv_oop;
         /* MEASURE scribbles on the planning arrays; the band bookkeeping needs zeros. */
         memset(m->spec1, 0, p->M * sizeof(float complex));
