@@ -123,69 +123,101 @@ static void kernel_support(const struct rtd_mother *m, double *flo, double *fhi,
     *flo = m->kind == RTD_MOTHER_PAUL ? 0 : -f;
 }
 
-static int build_kernel(struct rtd_cwt_plan *p, size_t j, double s, double *tmp)
+/* The candidate bins [*i0, *i1) (index = signed bin + M/2) of the row of scale s. */
+static void kernel_candidate(const struct rtd_cwt_plan *p, double s, size_t *i0, size_t *i1)
+{
+    size_t M = p->M;
+    /* f = s omega_k = s 2 pi k' / (M dt) */
+    double per_bin = s * 2 * M_PI / ((double)M * p->dt), half = (double)(M / 2);
+    double klo = floor(p->kflo / per_bin) - 1, khi = ceil(p->kfhi / per_bin) + 1;
+    *i0 = klo <= -half ? 0 : (size_t)(klo + half);
+    *i1 = khi >= half - 1 ? M : (size_t)(khi + half) + 1;
+    if (*i1 <= *i0) {
+        *i0 = 0;
+        *i1 = M;
+    }
+}
+
+/*
+ * Row j's kernel over the bins [i0, i1) into buf[0 .. i1-i0), trimmed to the bins above
+ * 1e-20 of the row's peak: k->lo, k->len and k->v (a pointer into buf). -EAGAIN when the
+ * candidate range cannot be trusted (the sampled peak is tiny: rows so wide or so narrow that
+ * the grid misses the wavelet) and the whole spectrum must be scanned instead. The bins
+ * skipped are below 1e-30 norm gmax, so as long as that is under the cut the result is
+ * exactly the full scan's.
+ */
+static int kernel_eval(const struct rtd_cwt_plan *p, double s, size_t i0, size_t i1, double *buf,
+                       struct rtd_cwt_kernel *k)
 {
     size_t M = p->M;
     double norm = sqrt(s * (2 * M_PI / ((double)M * p->dt)) * (double)M) / (double)M;
-    double flo, fhi, gmax;
-    kernel_support(&p->mother, &flo, &fhi, &gmax);
-    /* tmp is indexed by signed bin + M/2; f = s omega_k = s 2 pi k' / (M dt). */
-    double per_bin = s * 2 * M_PI / ((double)M * p->dt);
-    double klo = floor(flo / per_bin) - 1, khi = ceil(fhi / per_bin) + 1;
-    double half = (double)(M / 2);
-    size_t i0 = klo <= -half ? 0 : (size_t)(klo + half);
-    size_t i1 = khi >= half - 1 ? M : (size_t)(khi + half) + 1;
     double peak = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        if (i1 <= i0)
-            i0 = 0, i1 = M;
-        peak = 0;
-        for (size_t i = i0; i < i1; i++) {
-            long kp = (long)i - (long)(M / 2);
-            double omega = 2 * M_PI * ((double)kp * (1.0 / ((double)M * p->dt)));
-            double v = norm * kernel_real(&p->mother, s * omega);
-            tmp[i] = v;
-            if (fabs(v) > peak)
-                peak = fabs(v);
-        }
-        /* The bins skipped are below 1e-30 norm gmax: exactly what the full scan gives as long
-         * as that is under the 1e-20 cut, i.e. the sampled peak is not tiny (rows so wide or so
-         * narrow that the grid misses the wavelet scan everything). */
-        if (peak >= 1e-10 * norm * gmax || (i0 == 0 && i1 == M))
-            break;
-        i0 = 0;
-        i1 = M;
+    for (size_t i = i0; i < i1; i++) {
+        long kp = (long)i - (long)(M / 2);
+        double omega = 2 * M_PI * ((double)kp * (1.0 / ((double)M * p->dt)));
+        double v = norm * kernel_real(&p->mother, s * omega);
+        buf[i - i0] = v;
+        if (fabs(v) > peak)
+            peak = fabs(v);
     }
+    if (!(peak >= 1e-10 * norm * p->kgmax) && !(i0 == 0 && i1 == M))
+        return -EAGAIN;
     double thr = peak * 1e-20;
     size_t a = i0, b = i1;
-    while (a < i1 && fabs(tmp[a]) <= thr)
+    while (a < i1 && fabs(buf[a - i0]) <= thr)
         a++;
-    while (b > a && fabs(tmp[b - 1]) <= thr)
+    while (b > a && fabs(buf[b - 1 - i0]) <= thr)
         b--;
-    struct rtd_cwt_kernel *k = &p->kern[j];
     k->lo = (long)a - (long)(M / 2);
     k->len = b - a;
-    k->v = malloc((k->len ? k->len : 1) * sizeof(double));
-    if (!k->v)
-        return -ENOMEM;
-    memcpy(k->v, tmp + a, k->len * sizeof(double));
+    k->v = buf + (a - i0);
     return 0;
+}
+
+static int build_kernel(struct rtd_cwt_plan *p, size_t j, double s)
+{
+    size_t i0, i1;
+    kernel_candidate(p, s, &i0, &i1);
+    struct rtd_cwt_kernel *k = &p->kern[j];
+    for (;;) {
+        k->mem = malloc((i1 - i0) * sizeof(double));
+        if (!k->mem)
+            return -ENOMEM;
+        if (kernel_eval(p, s, i0, i1, k->mem, k) == 0)
+            return 0;
+        free(k->mem);
+        i0 = 0;
+        i1 = p->M;
+    }
+}
+
+/* A one-shot plan's kernel for row j, evaluated into the thread's scratch (not stored). */
+static void oneshot_kernel(const struct rtd_cwt_plan *p, size_t j, struct rtd_cwt_scratch *sc,
+                           struct rtd_cwt_kernel *k)
+{
+    size_t i0, i1;
+    kernel_candidate(p, p->scales[j], &i0, &i1);
+    if (kernel_eval(p, p->scales[j], i0, i1, sc->kv, k))
+        kernel_eval(p, p->scales[j], 0, p->M, sc->kv, k);
 }
 
 int rtd_cwt_scratch_init(const struct rtd_cwt_plan *p, struct rtd_cwt_scratch *s)
 {
     s->spec = rtd_wavelet_zalloc(p->M * sizeof(fftw_complex));
     s->out = rtd_wavelet_zalloc(p->M * sizeof(fftw_complex));
+    s->kv = (p->flags & RTD_WAVELET_ONESHOT) ? rtd_wavelet_zalloc(p->M * sizeof(double)) : NULL;
     s->prev_lo = 0;
     s->prev_len = 0;
-    return s->spec && s->out ? 0 : -ENOMEM;
+    return s->spec && s->out && (s->kv || !(p->flags & RTD_WAVELET_ONESHOT)) ? 0 : -ENOMEM;
 }
 
 void rtd_cwt_scratch_free(struct rtd_cwt_scratch *s)
 {
     fftw_free(s->spec);
     fftw_free(s->out);
+    fftw_free(s->kv);
     s->spec = s->out = NULL;
+    s->kv = NULL;
 }
 
 int rtd_cwt_plan_create(struct rtd_cwt_plan **out, size_t n, double dt, double dj, double s0, int J,
@@ -221,7 +253,7 @@ int rtd_cwt_plan_create(struct rtd_cwt_plan **out, size_t n, double dt, double d
     p->nthreads = 1;
     size_t M = p->M, rows = (size_t)J + 1;
     int rc = -ENOMEM;
-    double *tmp = malloc(M * sizeof(double));
+    kernel_support(m, &p->kflo, &p->kfhi, &p->kgmax);
     p->scales = malloc(rows * sizeof(double));
     p->freqs = malloc(rows * sizeof(double));
     p->coi = malloc(n * sizeof(double));
@@ -230,8 +262,8 @@ int rtd_cwt_plan_create(struct rtd_cwt_plan **out, size_t n, double dt, double d
     p->xspec = rtd_wavelet_zalloc((M / 2 + 1) * sizeof(fftw_complex));
     p->xfull = rtd_wavelet_zalloc(M * sizeof(double complex));
     p->scr = calloc(1, sizeof(*p->scr));
-    if (!tmp || !p->scales || !p->freqs || !p->coi || !p->kern || !p->xpad || !p->xspec ||
-        !p->xfull || !p->scr || rtd_cwt_scratch_init(p, &p->scr[0]))
+    if (!p->scales || !p->freqs || !p->coi || !p->kern || !p->xpad || !p->xspec || !p->xfull ||
+        !p->scr || rtd_cwt_scratch_init(p, &p->scr[0]))
         goto fail;
 
     size_t kept = 0;
@@ -243,7 +275,7 @@ int rtd_cwt_plan_create(struct rtd_cwt_plan **out, size_t n, double dt, double d
             continue;
         p->scales[kept] = s;
         p->freqs[kept] = 1 / (m->flambda * s);
-        if ((rc = build_kernel(p, kept, s, tmp)))
+        if (!(flags & RTD_WAVELET_ONESHOT) && (rc = build_kernel(p, kept, s)))
             goto fail;
         kept++;
     }
@@ -261,11 +293,9 @@ int rtd_cwt_plan_create(struct rtd_cwt_plan **out, size_t n, double dt, double d
         goto fail;
     /* MEASURE scribbles on the arrays it plans with. */
     memset(p->scr[0].spec, 0, M * sizeof(fftw_complex));
-    free(tmp);
     *out = p;
     return 0;
 fail:
-    free(tmp);
     rtd_cwt_plan_destroy(p);
     return rc;
 }
@@ -282,7 +312,7 @@ void rtd_cwt_plan_destroy(struct rtd_cwt_plan *p)
     pthread_mutex_unlock(&rtd_wavelet_planner_lock);
     if (p->kern)
         for (size_t j = 0; j < (size_t)p->J + 1; j++)
-            free(p->kern[j].v);
+            free(p->kern[j].mem);
     free(p->kern);
     if (p->scr)
         for (int t = 0; t < p->nthreads; t++)
@@ -392,6 +422,11 @@ void rtd_cwt_row_to(const struct rtd_cwt_plan *p, const double complex *xfull, s
                     struct rtd_cwt_scratch *s, double complex *out)
 {
     const struct rtd_cwt_kernel *k = &p->kern[j];
+    struct rtd_cwt_kernel once;
+    if (p->flags & RTD_WAVELET_ONESHOT) {
+        oneshot_kernel(p, j, s, &once);
+        k = &once;
+    }
     size_t M = p->M;
     double complex *spec = (double complex *)s->spec;
     size_t mask = M - 1;

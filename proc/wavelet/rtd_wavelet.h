@@ -36,6 +36,10 @@
 #define RTD_WAVELET_FIX_MC_LASTSCALE (1u << 5) /* wct_significance: level at maxscale, not NaN */
 #define RTD_WAVELET_FIX_MC_AR1       (1u << 6) /* wct_significance: AR(1) surrogates, not white */
 #define RTD_WAVELET_MC_FLOAT         (1u << 7) /* wct_significance: float32 FFTs (statistical) */
+/* cwt plan for one execution: each row's kernel is evaluated as the row is computed instead of
+ * being tabulated at plan time (same numbers; the table is ~25 M doubles at N = 65536, which a
+ * single run would fault in, fill and read once). Not for wct plans (ignored there). */
+#define RTD_WAVELET_ONESHOT (1u << 8)
 #define RTD_WAVELET_FIX_ALL                                                                        \
     (RTD_WAVELET_FIX_PAUL_PSI0 | RTD_WAVELET_FIX_PAUL_ROWS | RTD_WAVELET_FIX_REDNOISE |            \
      RTD_WAVELET_FIX_GLOBAL_THEOR | RTD_WAVELET_FIX_MC_LASTSCALE | RTD_WAVELET_FIX_MC_AR1)

@@ -23,12 +23,14 @@ extern pthread_mutex_t rtd_wavelet_planner_lock;
 struct rtd_cwt_kernel {
     long lo;
     size_t len;
-    double *v;
+    double *v;   /* len values (points into mem) */
+    double *mem; /* the allocation (NULL in one-shot plans, which evaluate rows as they go) */
 };
 
 struct rtd_cwt_scratch {
     fftw_complex *spec; /* M: the product X K_j fed to the inverse FFT */
     fftw_complex *out;  /* M: inverse FFT result */
+    double *kv;         /* M: one-shot plans' kernel row */
     long prev_lo;       /* band written by the previous row (to re-zero cheaply) */
     size_t prev_len;
 };
@@ -48,6 +50,8 @@ struct rtd_cwt_plan {
     fftw_complex *xspec;   /* M/2+1 */
     double complex *xfull; /* M: cconst * X[k], full spectrum */
     int loaded;            /* xfull holds a series (rtd_cwt_load) */
+    double kflo, kfhi;     /* f = s omega outside which the kernel is < 1e-30 kgmax */
+    double kgmax;
     int nthreads;
     struct rtd_cwt_scratch *scr; /* nthreads */
 };

@@ -299,16 +299,21 @@ static int write_out(const struct wv_opts *o, const char *name, const double *da
 
 /* ---- progress bar: stderr, only on a terminal, only once a run has taken 0.5 s ---- */
 struct progress {
-    int on;
-    uint64_t t0, last;
+    int on, shown;
+    uint64_t t0, last, after;
     const char *what;
 };
 
 static void progress_init(struct progress *pg, const struct wv_opts *o, const char *what)
 {
     pg->on = !o->quiet && !o->json && isatty(STDERR_FILENO);
+    pg->shown = 0;
     pg->t0 = pg->last = rtd_now_ns();
     pg->what = what;
+    /* RTDAQ_PROGRESS_AFTER: seconds before the bar appears (0.5; tests use 0). */
+    const char *e = getenv("RTDAQ_PROGRESS_AFTER");
+    double after = e && *e ? atof(e) : 0.5;
+    pg->after = after > 0 ? (uint64_t)(after * 1e9) : 0;
 }
 
 static void progress_show(struct progress *pg, double done, double total)
@@ -316,8 +321,9 @@ static void progress_show(struct progress *pg, double done, double total)
     if (!pg->on || total <= 0)
         return;
     uint64_t now = rtd_now_ns();
-    if (now - pg->t0 < 500000000ull || now - pg->last < 100000000ull)
+    if (now - pg->t0 < pg->after || (pg->shown && now - pg->last < 100000000ull))
         return;
+    pg->shown = 1;
     pg->last = now;
     double f = done / total, el = (double)(now - pg->t0) * 1e-9;
     char bar[31];
@@ -334,7 +340,7 @@ static void progress_show(struct progress *pg, double done, double total)
 
 static void progress_end(struct progress *pg)
 {
-    if (pg->on && pg->last != pg->t0)
+    if (pg->on && pg->shown)
         fprintf(stderr, "\r%*s\r", 79, "");
 }
 
@@ -577,7 +583,9 @@ static void json_common(const struct wv_opts *o, const char *cmd, double secs,
 static int make_cwt(const struct wv_opts *o, const struct rtd_mother *m, size_t n,
                     struct rtd_cwt_plan **p)
 {
-    int rc = rtd_cwt_plan_create(p, n, o->dt, o->dj, o->s0, o->J, m, o->flags);
+    /* One execution per plan here: kernels are evaluated per row, not tabulated. */
+    int rc =
+        rtd_cwt_plan_create(p, n, o->dt, o->dj, o->s0, o->J, m, o->flags | RTD_WAVELET_ONESHOT);
     if (rc) {
         fprintf(stderr,
                 "rtdaq wavelet: cannot plan a cwt of %zu samples (dt %g, dj %g, J %d): %s\n", n,
