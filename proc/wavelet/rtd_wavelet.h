@@ -192,6 +192,25 @@ int rtd_wct_significance(double al1, double al2, double dt, double dj, double s0
                          const struct rtd_mother *m, const struct rtd_wct_signif_opts *o,
                          double *sig95, double *counts, double *n_outside);
 
+/*
+ * rtd_wct_significance through a cache of levels (see signif_cache.c): the same key (algorithm
+ * version, al1, al2, dt, dj, s0, J, mother, level, mc_count, seed, result-changing flags) gives
+ * the stored sig95/counts/n_outside at once, with *from_cache = 1; otherwise it computes and
+ * stores. Directory $RTDAQ_SIGNIF_CACHE_DIR, else $XDG_CACHE_HOME/rtdaq/signif, else
+ * ~/.cache/rtdaq/signif; RTDAQ_SIGNIF_CACHE=off turns it off. 0 or -errno.
+ */
+int rtd_wct_significance_cached(double al1, double al2, double dt, double dj, double s0, int J,
+                                const struct rtd_mother *m, const struct rtd_wct_signif_opts *o,
+                                double *sig95, double *counts, double *n_outside, int *from_cache);
+
+/*
+ * Progress of the Monte Carlo loop: fn(ctx, done, total) is called on the calling thread (only
+ * on it) as surrogate pairs finish, while that thread runs rtd_wct_significance. Thread-local:
+ * it affects only calls made from the thread that set it. fn NULL removes it.
+ */
+typedef void (*rtd_wavelet_progress_fn)(void *ctx, int done, int total);
+void rtd_wavelet_set_progress(rtd_wavelet_progress_fn fn, void *ctx);
+
 /* AR(1) red noise y_i = a e_i + g y_(i-1), spin-up ceil(-2/ln|g|) dropped, from the seeded
  * stream (seed, stream) of the Monte Carlo RNG. (PyCWT's own rednoise() returns white noise.) */
 int rtd_wavelet_rednoise(double *out, size_t n, double g, double a, uint64_t seed, uint64_t stream);

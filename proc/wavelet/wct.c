@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -655,6 +656,26 @@ static void mc_iteration(const struct rtd_wct_plan *p, struct mc_thread *m, doub
     }
 }
 
+static _Thread_local rtd_wavelet_progress_fn progress_fn;
+static _Thread_local void *progress_ctx;
+
+void rtd_wavelet_set_progress(rtd_wavelet_progress_fn fn, void *ctx)
+{
+    progress_fn = fn;
+    progress_ctx = ctx;
+}
+
+/*
+ * One pair finished. The count is only a figure for a progress bar (relaxed: it orders
+ * nothing); thread 0 of the team is the calling thread, whose thread-local hook it runs.
+ */
+static void mc_progress(_Atomic int *done, int total, rtd_wavelet_progress_fn fn, void *ctx)
+{
+    int d = atomic_fetch_add_explicit(done, 1, memory_order_relaxed) + 1;
+    if (fn && omp_get_thread_num() == 0)
+        fn(ctx, d, total);
+}
+
 /* ---- float32 Monte Carlo loop (RTD_WAVELET_MC_FLOAT) ----
  * The same algorithm with single-precision FFTs and rows (double accumulators for the boxcar
  * and R^2): FFTs of 8192 points run about twice as fast. R^2 then carries ~1e-6 relative
@@ -884,10 +905,15 @@ static int mcf_run(const struct rtd_wct_plan *p, int nthreads, double al1, doubl
         memset(m->spec1, 0, p->M * sizeof(float complex));
     }
     if (ok) {
+        _Atomic int done = 0;
+        rtd_wavelet_progress_fn fn = progress_fn;
+        void *ctx = progress_ctx;
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1) if (nthreads > 1)
-        for (int it = 0; it < o->mc_count; it++)
+        for (int it = 0; it < o->mc_count; it++) {
             mcf_iteration(p, &fp, &th[omp_get_thread_num()], al1, al2, o->seed, (uint64_t)it, nhist,
                           lo, hi);
+            mc_progress(&done, o->mc_count, fn, ctx);
+        }
         for (int t = 0; t < nthreads; t++)
             for (size_t i = 0; i < p->rows * RTD_MC_NBINS; i++)
                 hist[i] += th[t].hist[i];
@@ -990,10 +1016,15 @@ int rtd_wct_significance(double al1, double al2, double dt, double dj, double s0
                 ok = 0;
         if (!ok)
             goto out;
+        _Atomic int done = 0;
+        rtd_wavelet_progress_fn fn = progress_fn;
+        void *ctx = progress_ctx;
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1) if (nthreads > 1)
-        for (int it = 0; it < o->mc_count; it++)
+        for (int it = 0; it < o->mc_count; it++) {
             mc_iteration(p, &th[omp_get_thread_num()], al1, al2, o->seed, (uint64_t)it, nhist, lo,
                          hi);
+            mc_progress(&done, o->mc_count, fn, ctx);
+        }
         for (int t = 0; t < nthreads; t++)
             for (size_t i = 0; i < rows * RTD_MC_NBINS; i++)
                 tot[i] += th[t].hist[i];

@@ -81,21 +81,49 @@ static int user_dir(char *out, size_t cap)
     return n < (int)cap ? 0 : -ENAMETOOLONG;
 }
 
-/* mkdir -p for the cache directory (0700: it is the user's). */
-static int make_dirs(const char *path)
+/* mkdir -p: 0700 for the user's cache, 0755 for a directory the package ships. */
+static int make_dirs(const char *path, mode_t mode)
 {
     char tmp[1024];
     snprintf(tmp, sizeof tmp, "%s", path);
     for (char *p = tmp + 1; *p; p++)
         if (*p == '/') {
             *p = 0;
-            if (mkdir(tmp, 0700) && errno != EEXIST)
+            if (mkdir(tmp, mode) && errno != EEXIST)
                 return -errno;
             *p = '/';
         }
-    if (mkdir(tmp, 0700) && errno != EEXIST)
+    if (mkdir(tmp, mode) && errno != EEXIST)
         return -errno;
     return 0;
+}
+
+/*
+ * The package's wisdom: $RTDAQ_WISDOM_SYSTEM_DIR, else <the executable's dir>/../share/rtdaq
+ * (so `cmake --install --prefix P` works for any P), else the configured data directory.
+ */
+static void system_dir(char *out, size_t cap)
+{
+    const char *env = getenv("RTDAQ_WISDOM_SYSTEM_DIR");
+    if (env) {
+        snprintf(out, cap, "%s", env);
+        return;
+    }
+    char exe[900];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k > 0) {
+        exe[k] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(out, cap, "%s/../share/rtdaq", exe);
+            char probe[1100];
+            snprintf(probe, sizeof probe, "%s/%s", out, file_name[0]);
+            if (access(probe, R_OK) == 0)
+                return;
+        }
+    }
+    snprintf(out, cap, "%s", RTD_WISDOM_SYSTEM_DIR);
 }
 
 int rtd_wavelet_wisdom_auto(unsigned wflags)
@@ -118,13 +146,12 @@ int rtd_wavelet_wisdom_auto(unsigned wflags)
     if (!have_user)
         W.readonly = 1;
     if (!W.enabled && !(wflags & RTD_WISDOM_REFRESH)) {
-        const char *sys = getenv("RTDAQ_WISDOM_SYSTEM_DIR");
-        if (!sys)
-            sys = RTD_WISDOM_SYSTEM_DIR;
+        char sys[1024];
+        system_dir(sys, sizeof sys);
         for (int f = 0; f < 2; f++) {
-            char path[1024];
+            char path[1100];
             snprintf(path, sizeof path, "%s/%s", sys, file_name[f]);
-            if (import_file(f, path, 0) == 1)
+            if (sys[0] && import_file(f, path, 0) == 1)
                 W.st.loaded_system++;
             if (have_user && import_file(f, W.user[f], 0) == 1)
                 W.st.loaded_user++;
@@ -144,8 +171,12 @@ void rtd_wavelet_wisdom_stats(struct rtd_wisdom_stats *out)
     pthread_mutex_unlock(&rtd_wavelet_planner_lock);
 }
 
-/* Merge this process's wisdom into file f at path: lock, re-read, export, rename. */
-static int save_one(int f, const char *path)
+/*
+ * Merge this process's wisdom into file f at path: re-read, export, rename. shared (the user's
+ * cache, which other processes write too): under an flock of path.lock, mode 0600. Otherwise
+ * (a file made for the package) no lock file is left behind and the file is 0644.
+ */
+static int save_one(int f, const char *path, int shared)
 {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", path);
@@ -153,16 +184,16 @@ static int save_one(int f, const char *path)
     if (!slash)
         return -EINVAL;
     *slash = 0;
-    int rc = make_dirs(dir);
+    int rc = make_dirs(dir, shared ? 0700 : 0755);
     if (rc)
         return rc;
     char lock[1100], tmp[1100];
     snprintf(lock, sizeof lock, "%s.lock", path);
     snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
-    int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lfd < 0)
+    int lfd = shared ? open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+    if (shared && lfd < 0)
         return -errno;
-    if (flock(lfd, LOCK_EX)) {
+    if (shared && flock(lfd, LOCK_EX)) {
         rc = -errno;
         close(lfd);
         return rc;
@@ -187,6 +218,8 @@ static int save_one(int f, const char *path)
             }
             off += (size_t)w;
         }
+        if (!shared && !rc && fchmod(fd, 0644))
+            rc = -errno;
         if (close(fd) && !rc)
             rc = -errno;
         if (!rc && rename(tmp, path))
@@ -195,8 +228,10 @@ static int save_one(int f, const char *path)
             unlink(tmp);
     }
     free(s);
-    flock(lfd, LOCK_UN);
-    close(lfd);
+    if (shared) {
+        flock(lfd, LOCK_UN);
+        close(lfd);
+    }
     return rc;
 }
 
@@ -209,7 +244,7 @@ void rtd_wavelet_wisdom_commit(void)
         W.dirty[f] = 0;
         if (W.readonly)
             continue;
-        int rc = save_one(f, W.user[f]);
+        int rc = save_one(f, W.user[f], 1);
         if (rc) {
             W.st.save_errors++;
             rtd_log(RTD_LOG_WARN, "could not save FFTW wisdom to %s: %s", W.user[f], strerror(-rc));
@@ -329,7 +364,7 @@ int rtd_wavelet_wisdom_export_dir(const char *dir)
         if (snprintf(path, sizeof path, "%s/%s", dir, file_name[f]) >= (int)sizeof path)
             rc = -ENAMETOOLONG;
         else
-            rc = save_one(f, path);
+            rc = save_one(f, path, 0);
     }
     pthread_mutex_unlock(&rtd_wavelet_planner_lock);
     return rc;

@@ -5,8 +5,8 @@
  * refreshing it, RTDAQ_WISDOM=off writing nothing, concurrent writers keeping each other's
  * plans), manifest.json against the files it describes, the streamed block output against
  * the library's rtd_cwt_execute, the one-line summary, and the progress bar on a terminal
- * (a pseudo-terminal) but not elsewhere. Each run gets a private XDG_CACHE_HOME. Plain
- * program: exit 0 pass, 1 fail, 77 skip.
+ * (a pseudo-terminal) but not elsewhere, and the cache of Monte Carlo significance levels. Each run
+ * gets a private XDG_CACHE_HOME. Plain program: exit 0 pass, 1 fail, 77 skip.
  */
 #include "rtd_wavelet.h"
 #include "wv_ref.h"
@@ -473,6 +473,53 @@ int main(void)
     CHECK(rc == 0 && tty && strstr(tty, "ETA") && strstr(tty, "cwt ["),
           "no progress bar on a terminal (exit %d): '%s'", rc, tty ? tty : "");
     free(tty);
+
+    /* 11. Significance levels come from the cache on a repeat, identical; another seed or
+     * --no-cache computes; a damaged entry is a miss, not a wrong answer. */
+    char mout[400], sig_first[500], sig_path[500];
+    snprintf(mout, sizeof mout, "%s/mc", dir);
+    snprintf(sig_path, sizeof sig_path, "%s/sig95.bin", mout);
+    const char *mc[] = {RTDAQ,  "wavelet",   "wct-signif", "--al1",  "0.43", "--al2", "0.5",
+                        "--s0", "2",         "--J",        "40",     "--mc", "6",     "--seed",
+                        "5",    "--out-dir", mout,         "--json", NULL,   NULL};
+    double *first = NULL, *again = NULL;
+    size_t nf = 0, na = 0;
+    int fc[5];
+    for (int k = 0; k < 5; k++) {
+        if (k == 2)
+            mc[14] = "6"; /* another seed */
+        if (k == 3)
+            mc[18] = "--no-cache";
+        if (k == 4) {
+            mc[14] = "5";
+            mc[18] = NULL;
+            /* damage the entry of seed 5: truncate every cached file */
+            char cmd[600];
+            snprintf(cmd, sizeof cmd,
+                     "for f in '%s'/rtdaq/signif/*.bin; do truncate -s 100 \"$f\"; done", cache);
+            CHECK(system(cmd) == 0, "could not damage the cache");
+        }
+        CHECK(run(mc) == 0, "wct-signif run %d failed: %s", k, tagged("run", "stderr"));
+        j = last_json();
+        fc[k] = json_is_true(json_object_get(j, "from_cache"));
+        json_decref(j);
+        if (k == 0)
+            first = read_doubles(sig_path, &nf);
+        if (k == 1 || k == 4) {
+            free(again);
+            again = read_doubles(sig_path, &na);
+            CHECK(first && again && nf == 41 && na == nf &&
+                      !memcmp(first, again, nf * sizeof(double)),
+                  "run %d: cached sig95 differs from the computed one", k);
+        }
+    }
+    snprintf(sig_first, sizeof sig_first, "%d%d%d%d%d", fc[0], fc[1], fc[2], fc[3], fc[4]);
+    CHECK(!strcmp(sig_first, "01000"),
+          "from_cache per run was %s, want 01000 (computed, cached, "
+          "new seed, --no-cache, damaged entry)",
+          sig_first);
+    free(first);
+    free(again);
 
     free(ref);
     if (!failures) {

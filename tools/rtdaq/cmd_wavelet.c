@@ -49,6 +49,8 @@ static const char usage[] =
     "         --band P1,P2 (test 2 by Fourier period, P1 <= P < P2)\n"
     " wct:    --no-normalize, --sig (also Monte Carlo sig95)\n"
     " wct-signif / wct --sig: --mc N (300) --seed S (0) --al1 A --al2 B (default ar1 of inputs)\n"
+    "         levels are cached by everything that determines them (~/.cache/rtdaq/signif);\n"
+    "         --no-cache computes them again\n"
     "         --n N (surrogate J default from N when no --in), --mc-float (float32 FFTs)\n"
     " wisdom: --sizes N1,N2,... (default 64..65536, powers of two) --out-dir DIR: measure\n"
     "         the plans rtdaq uses for those FFT lengths into DIR/fftw-wisdom[f]\n"
@@ -59,7 +61,8 @@ struct wv_opts {
     const char *in, *in2, *out_dir, *wisdom, *wave, *scales_file, *dof_file, *mother, *sizes;
     double dt, dj, s0, alpha, variance, level, al1, al2;
     double dof2[2], band[2];
-    int J, threads, json, normalize, sig, mc, sigma_test, have_dof2, have_band, quiet, measure;
+    int J, threads, json, normalize, sig, mc, sigma_test, have_dof2, have_band, quiet, measure,
+        no_cache;
     long n_override;
     uint64_t seed;
     unsigned flags;
@@ -104,6 +107,7 @@ enum {
     O_MCFLOAT,
     O_QUIET,
     O_SIZES,
+    O_NOCACHE,
     O_HELP
 };
 
@@ -146,6 +150,7 @@ static const struct option longopts[] = {
     {"mc-float", no_argument, 0, O_MCFLOAT},
     {"quiet", no_argument, 0, O_QUIET},
     {"sizes", required_argument, 0, O_SIZES},
+    {"no-cache", no_argument, 0, O_NOCACHE},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0},
 };
@@ -906,15 +911,28 @@ out:
     return ret;
 }
 
+static void mc_progress_cb(void *ctx, int done, int total)
+{
+    progress_show(ctx, done, total);
+}
+
 static int run_mc(const struct wv_opts *o, const struct rtd_mother *m, double al1, double al2,
-                  double s0, int J, double *sig95, double *counts, double *nout)
+                  double s0, int J, double *sig95, double *counts, double *nout, int *from_cache)
 {
     struct rtd_wct_signif_opts so = {.level = o->level,
                                      .mc_count = o->mc,
                                      .seed = o->seed,
                                      .nthreads = o->threads,
                                      .flags = o->flags};
-    int rc = rtd_wct_significance(al1, al2, o->dt, o->dj, s0, J, m, &so, sig95, counts, nout);
+    struct progress pg;
+    progress_init(&pg, o, "wct-signif");
+    rtd_wavelet_set_progress(mc_progress_cb, &pg);
+    int rc = o->no_cache
+                 ? rtd_wct_significance(al1, al2, o->dt, o->dj, s0, J, m, &so, sig95, counts, nout)
+                 : rtd_wct_significance_cached(al1, al2, o->dt, o->dj, s0, J, m, &so, sig95, counts,
+                                               nout, from_cache);
+    rtd_wavelet_set_progress(NULL, NULL);
+    progress_end(&pg);
     if (rc)
         fprintf(stderr, "rtdaq wavelet: Monte Carlo significance failed: %s\n", strerror(-rc));
     return rc;
@@ -977,6 +995,7 @@ static int cmd_wct(const struct wv_opts *o, const struct rtd_mother *m, int sign
     ret = RTD_EXIT_FAIL;
     uint64_t t0 = rtd_now_ns();
     double secs_wct = 0, secs_mc = 0;
+    int from_cache = 0;
     if (!signif_only) {
         int rc = rtd_wct_plan_create(&p, n, o->dt, dj, s0, J, m, o->flags);
         if (rc) {
@@ -1016,7 +1035,7 @@ static int cmd_wct(const struct wv_opts *o, const struct rtd_mother *m, int sign
         if (!sig95 || !counts || !nout || !scales)
             goto out;
         uint64_t t1 = rtd_now_ns();
-        if (run_mc(o, m, al1, al2, s0, J, sig95, counts, nout))
+        if (run_mc(o, m, al1, al2, s0, J, sig95, counts, nout, &from_cache))
             goto out;
         secs_mc = (double)(rtd_now_ns() - t1) * 1e-9;
         for (size_t j = 0; j < rows; j++)
@@ -1035,9 +1054,10 @@ static int cmd_wct(const struct wv_opts *o, const struct rtd_mother *m, int sign
                 J, rows, o->dt, dj, s0, m->name);
     if (o->sig || signif_only)
         jprintf(",\"mc_count\":%d,\"seed\":%llu,\"al1\":%.17g,\"al2\":%.17g,"
-                "\"significance_level\":%g,\"surrogate_length\":%.0f,\"seconds_mc\":%.6f",
+                "\"significance_level\":%g,\"surrogate_length\":%.0f,\"seconds_mc\":%.6f,"
+                "\"from_cache\":%s",
                 o->mc, (unsigned long long)o->seed, al1, al2, o->level,
-                ceil(s0 * pow(2, J * dj) / o->dt * 6), secs_mc);
+                ceil(s0 * pow(2, J * dj) / o->dt * 6), secs_mc, from_cache ? "true" : "false");
     if (!signif_only)
         jprintf(",\"normalize\":%s,\"seconds_wct\":%.6f", o->normalize ? "true" : "false",
                 secs_wct);
@@ -1045,12 +1065,14 @@ static int cmd_wct(const struct wv_opts *o, const struct rtd_mother *m, int sign
     if (signif_only)
         snprintf(human, sizeof human,
                  "wct significance, %d surrogate pairs of %.0f samples (al1 %.4g, al2 %.4g, seed "
-                 "%llu), %zu scales",
+                 "%llu), %zu scales%s",
                  o->mc, ceil(s0 * pow(2, J * dj) / o->dt * 6), al1, al2,
-                 (unsigned long long)o->seed, rows);
+                 (unsigned long long)o->seed, rows, from_cache ? ", levels from the cache" : "");
     else
         snprintf(human, sizeof human, "wct of 2 x %zu samples, %zu scales%s", n, rows,
-                 o->sig ? " with Monte Carlo significance" : "");
+                 !o->sig      ? ""
+                 : from_cache ? " with Monte Carlo significance (from the cache)"
+                              : " with Monte Carlo significance");
     if (finish(o, human))
         goto out;
     ret = RTD_EXIT_OK;
@@ -1087,7 +1109,8 @@ static int cmd_wisdom(const struct wv_opts *o, int out_given)
             sizes[ns++] = m;
     }
     /* Into the user's cache, or (--out-dir) into a file of its own, e.g. the package's. */
-    rtd_wavelet_wisdom_auto(o->measure ? RTD_WISDOM_REFRESH : 0);
+    rtd_wavelet_wisdom_auto((o->measure ? RTD_WISDOM_REFRESH : 0) |
+                            (out_given ? RTD_WISDOM_READONLY : 0));
     struct progress pg;
     progress_init(&pg, o, "wisdom");
     for (size_t i = 0; i < ns; i++) {
@@ -1206,6 +1229,9 @@ int rtd_cmd_wavelet(int argc, char **argv)
             break;
         case O_SIZES:
             o.sizes = optarg;
+            break;
+        case O_NOCACHE:
+            o.no_cache = 1;
             break;
         case O_JSON:
             o.json = 1;
