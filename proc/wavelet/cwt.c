@@ -206,8 +206,17 @@ int rtd_cwt_scratch_init(const struct rtd_cwt_plan *p, struct rtd_cwt_scratch *s
     s->spec = rtd_wavelet_zalloc(p->M * sizeof(fftw_complex));
     s->out = rtd_wavelet_zalloc(p->M * sizeof(fftw_complex));
     s->kv = (p->flags & RTD_WAVELET_ONESHOT) ? rtd_wavelet_zalloc(p->M * sizeof(double)) : NULL;
-    s->prev_lo = 0;
-    s->prev_len = 0;
+    s->prev_lo = s->prevf_lo = 0;
+    s->prev_len = s->prevf_len = 0;
+    s->specf = s->outf = NULL;
+    if (p->flags & RTD_WAVELET_SINGLE) {
+        s->specf = fftwf_malloc(p->M * sizeof(fftwf_complex));
+        s->outf = fftwf_malloc(p->M * sizeof(fftwf_complex));
+        if (s->specf)
+            memset(s->specf, 0, p->M * sizeof(fftwf_complex));
+        if (!s->specf || !s->outf)
+            return -ENOMEM;
+    }
     return s->spec && s->out && (s->kv || !(p->flags & RTD_WAVELET_ONESHOT)) ? 0 : -ENOMEM;
 }
 
@@ -216,8 +225,11 @@ void rtd_cwt_scratch_free(struct rtd_cwt_scratch *s)
     fftw_free(s->spec);
     fftw_free(s->out);
     fftw_free(s->kv);
+    fftwf_free(s->specf);
+    fftwf_free(s->outf);
     s->spec = s->out = NULL;
     s->kv = NULL;
+    s->specf = s->outf = NULL;
 }
 
 int rtd_cwt_plan_create(struct rtd_cwt_plan **out, size_t n, double dt, double dj, double s0, int J,
@@ -291,6 +303,22 @@ int rtd_cwt_plan_create(struct rtd_cwt_plan **out, size_t n, double dt, double d
     rtd_wavelet_wisdom_commit();
     if (!p->fwd || !p->inv)
         goto fail;
+    if (flags & RTD_WAVELET_SINGLE) {
+        p->xpadf = fftwf_malloc(M * sizeof(float));
+        p->xspecf = fftwf_malloc((M / 2 + 1) * sizeof(fftwf_complex));
+        p->xfullf = fftwf_malloc(M * sizeof(fftwf_complex));
+        if (!p->xpadf || !p->xspecf || !p->xfullf)
+            goto fail;
+        pthread_mutex_lock(&rtd_wavelet_planner_lock);
+        p->fwdf = rtd_wavelet_planf_r2c((int)M, p->xpadf, p->xspecf, flags);
+        p->invf =
+            rtd_wavelet_planf_c2c((int)M, p->scr[0].specf, p->scr[0].outf, FFTW_BACKWARD, flags);
+        pthread_mutex_unlock(&rtd_wavelet_planner_lock);
+        rtd_wavelet_wisdom_commit();
+        if (!p->fwdf || !p->invf)
+            goto fail;
+        memset(p->scr[0].specf, 0, M * sizeof(fftwf_complex));
+    }
     /* MEASURE scribbles on the arrays it plans with. */
     memset(p->scr[0].spec, 0, M * sizeof(fftw_complex));
     *out = p;
@@ -307,6 +335,10 @@ void rtd_cwt_plan_destroy(struct rtd_cwt_plan *p)
     pthread_mutex_lock(&rtd_wavelet_planner_lock);
     if (p->fwd)
         fftw_destroy_plan(p->fwd);
+    if (p->fwdf)
+        fftwf_destroy_plan(p->fwdf);
+    if (p->invf)
+        fftwf_destroy_plan(p->invf);
     if (p->inv)
         fftw_destroy_plan(p->inv);
     pthread_mutex_unlock(&rtd_wavelet_planner_lock);
@@ -324,6 +356,9 @@ void rtd_cwt_plan_destroy(struct rtd_cwt_plan *p)
     fftw_free(p->xpad);
     fftw_free(p->xspec);
     fftw_free(p->xfull);
+    fftwf_free(p->xpadf);
+    fftwf_free(p->xspecf);
+    fftwf_free(p->xfullf);
     free(p);
 }
 
@@ -451,7 +486,65 @@ int rtd_cwt_load(struct rtd_cwt_plan *p, const double *x)
     if (rc)
         return rc;
     rtd_cwt_spectrum(p, x, p->xfull, p->xpad, p->xspec);
+    if (p->flags & RTD_WAVELET_SINGLE) {
+        size_t M = p->M, n = p->n;
+        for (size_t i = 0; i < n; i++)
+            p->xpadf[i] = (float)x[i];
+        memset(p->xpadf + n, 0, (M - n) * sizeof(float));
+        fftwf_execute_dft_r2c(p->fwdf, p->xpadf, p->xspecf);
+        float complex c = (float complex)p->cconst;
+        for (size_t k = 0; k <= M / 2; k++) {
+            float complex v = p->xspecf[k];
+            p->xfullf[k] = c * v;
+            if (k > 0 && k < M / 2)
+                p->xfullf[M - k] = c * conjf(v);
+        }
+    }
     p->loaded = 1;
+    return 0;
+}
+
+/* Row j in float32 into out (M complex64), as rtd_cwt_row_to does in float64. */
+static void row_to_f(const struct rtd_cwt_plan *p, size_t j, struct rtd_cwt_scratch *s,
+                     float complex *out)
+{
+    const struct rtd_cwt_kernel *k = &p->kern[j];
+    struct rtd_cwt_kernel once;
+    if (p->flags & RTD_WAVELET_ONESHOT) {
+        oneshot_kernel(p, j, s, &once);
+        k = &once;
+    }
+    size_t mask = p->M - 1;
+    float complex *spec = s->specf;
+    for (size_t i = 0; i < s->prevf_len; i++)
+        spec[((size_t)(s->prevf_lo + (long)i)) & mask] = 0;
+    for (size_t i = 0; i < k->len; i++) {
+        size_t idx = ((size_t)(k->lo + (long)i)) & mask;
+        spec[idx] = p->xfullf[idx] * (float)k->v[i];
+    }
+    s->prevf_lo = k->lo;
+    s->prevf_len = k->len;
+    fftwf_execute_dft(p->invf, s->specf, out);
+}
+
+int rtd_cwt_execute_rows_f(struct rtd_cwt_plan *p, size_t j0, size_t j1, float complex *rows_out)
+{
+    if (!p || !rows_out || j0 > j1 || j1 > p->nscales || !p->loaded ||
+        !(p->flags & RTD_WAVELET_SINGLE))
+        return -EINVAL;
+    size_t n = p->n;
+    long first = (long)j0, last = (long)j1;
+#pragma omp parallel for num_threads(p->nthreads) schedule(dynamic, 1) if (p->nthreads > 1)
+    for (long j = first; j < last; j++) {
+        struct rtd_cwt_scratch *s = &p->scr[omp_get_thread_num()];
+        float complex *row = rows_out + (size_t)(j - first) * n;
+        if (n == p->M && fftwf_alignment_of((float *)row) == fftwf_alignment_of((float *)s->outf)) {
+            row_to_f(p, (size_t)j, s, row);
+        } else {
+            row_to_f(p, (size_t)j, s, s->outf);
+            memcpy(row, s->outf, n * sizeof(float complex));
+        }
+    }
     return 0;
 }
 

@@ -40,6 +40,9 @@
  * being tabulated at plan time (same numbers; the table is ~25 M doubles at N = 65536, which a
  * single run would fault in, fill and read once). Not for wct plans (ignored there). */
 #define RTD_WAVELET_ONESHOT (1u << 8)
+/* cwt plan that can also run in float32 (rtd_cwt_execute_rows_f): float FFTs and kernels,
+ * complex64 rows; docs/wavelet.md gives the measured error against float64. */
+#define RTD_WAVELET_SINGLE (1u << 9)
 #define RTD_WAVELET_FIX_ALL                                                                        \
     (RTD_WAVELET_FIX_PAUL_PSI0 | RTD_WAVELET_FIX_PAUL_ROWS | RTD_WAVELET_FIX_REDNOISE |            \
      RTD_WAVELET_FIX_GLOBAL_THEOR | RTD_WAVELET_FIX_MC_LASTSCALE | RTD_WAVELET_FIX_MC_AR1)
@@ -111,6 +114,9 @@ int rtd_cwt_execute(struct rtd_cwt_plan *p, const double *x, double complex *wav
  */
 int rtd_cwt_load(struct rtd_cwt_plan *p, const double *x);
 int rtd_cwt_execute_rows(struct rtd_cwt_plan *p, size_t j0, size_t j1, double complex *out);
+/* Rows in float32 (plans made with RTD_WAVELET_SINGLE; -EINVAL otherwise): the series is
+ * rounded to float, transformed with fftwf, multiplied by the float-rounded kernel. */
+int rtd_cwt_execute_rows_f(struct rtd_cwt_plan *p, size_t j0, size_t j1, float complex *out);
 /* PyCWT's extra outputs: fft = X[1..M/2-1]/sqrt(M) and fftfreqs = k/(M dt) (either may be NULL). */
 int rtd_cwt_fft(struct rtd_cwt_plan *p, const double *x, double complex *fft, double *fftfreqs);
 

@@ -28,10 +28,13 @@ struct rtd_cwt_kernel {
 };
 
 struct rtd_cwt_scratch {
-    fftw_complex *spec; /* M: the product X K_j fed to the inverse FFT */
-    fftw_complex *out;  /* M: inverse FFT result */
-    double *kv;         /* M: one-shot plans' kernel row */
-    long prev_lo;       /* band written by the previous row (to re-zero cheaply) */
+    fftw_complex *spec;          /* M: the product X K_j fed to the inverse FFT */
+    fftw_complex *out;           /* M: inverse FFT result */
+    double *kv;                  /* M: one-shot plans' kernel row */
+    fftwf_complex *specf, *outf; /* M each: the same for RTD_WAVELET_SINGLE plans */
+    long prevf_lo;
+    size_t prevf_len;
+    long prev_lo; /* band written by the previous row (to re-zero cheaply) */
     size_t prev_len;
 };
 
@@ -52,6 +55,10 @@ struct rtd_cwt_plan {
     int loaded;            /* xfull holds a series (rtd_cwt_load) */
     double kflo, kfhi;     /* f = s omega outside which the kernel is < 1e-30 kgmax */
     double kgmax;
+    /* RTD_WAVELET_SINGLE: float32 transforms (rtd_cwt_execute_rows_f) */
+    fftwf_plan fwdf, invf;
+    float *xpadf;
+    fftwf_complex *xspecf, *xfullf;
     int nthreads;
     struct rtd_cwt_scratch *scr; /* nthreads */
 };

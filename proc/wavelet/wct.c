@@ -165,7 +165,8 @@ int rtd_wct_plan_create(struct rtd_wct_plan **out, size_t n, double dt, double d
     struct rtd_wct_plan *p = calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
-    int rc = rtd_cwt_plan_create(&p->cwt, n, dt, dj, s0, J, m, flags & ~RTD_WAVELET_ONESHOT);
+    int rc = rtd_cwt_plan_create(&p->cwt, n, dt, dj, s0, J, m,
+                                 flags & ~(RTD_WAVELET_ONESHOT | RTD_WAVELET_SINGLE));
     if (rc) {
         free(p);
         return rc;

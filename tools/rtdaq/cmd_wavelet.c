@@ -41,6 +41,8 @@ static const char usage[] =
     "  --wisdom FILE        also load FFTW wisdom from FILE (if present) and save it back\n"
     "  --measure            measure the FFT plans again and refresh the wisdom cache\n"
     "                       (plans come from ~/.cache/rtdaq/fftw-wisdom; RTDAQ_WISDOM=off)\n"
+    "  --precision P        cwt: double (complex128, default) or single (float32\n"
+    "                       transforms, complex64 wave; accuracy in docs/wavelet.md)\n"
     "  --json               one JSON summary line on stdout (else one human line)\n"
     "  --quiet              no summary line, no progress bar\n"
     " icwt:   --wave FILE --scales FILE  invert a stored transform (else cwt of --in first)\n"
@@ -62,7 +64,7 @@ struct wv_opts {
     double dt, dj, s0, alpha, variance, level, al1, al2;
     double dof2[2], band[2];
     int J, threads, json, normalize, sig, mc, sigma_test, have_dof2, have_band, quiet, measure,
-        no_cache;
+        no_cache, single;
     long n_override;
     uint64_t seed;
     unsigned flags;
@@ -108,6 +110,7 @@ enum {
     O_QUIET,
     O_SIZES,
     O_NOCACHE,
+    O_PRECISION,
     O_HELP
 };
 
@@ -151,6 +154,7 @@ static const struct option longopts[] = {
     {"quiet", no_argument, 0, O_QUIET},
     {"sizes", required_argument, 0, O_SIZES},
     {"no-cache", no_argument, 0, O_NOCACHE},
+    {"precision", required_argument, 0, O_PRECISION},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0},
 };
@@ -408,7 +412,9 @@ static int stream_rows(const struct wv_opts *o, struct rtd_cwt_plan *p, const do
                        const char *name, row_sink sink, void *ctx, const char *what)
 {
     size_t n = rtd_cwt_n(p), rows = rtd_cwt_nscales(p);
-    size_t row_bytes = n * sizeof(double complex);
+    /* --precision single (cwt only, no sink): complex64 rows from float32 transforms. */
+    int single = o->single && !sink;
+    size_t row_bytes = n * (single ? sizeof(float complex) : sizeof(double complex));
     size_t B = ((size_t)4 << 20) / row_bytes;
     if (B < (size_t)(2 * o->threads))
         B = (size_t)(2 * o->threads);
@@ -416,7 +422,7 @@ static int stream_rows(const struct wv_opts *o, struct rtd_cwt_plan *p, const do
         B = rows;
     if (B < 1)
         B = 1;
-    double complex *buf[2] = {fftw_malloc(B * row_bytes), fftw_malloc(B * row_bytes)};
+    void *buf[2] = {fftw_malloc(B * row_bytes), fftw_malloc(B * row_bytes)};
     struct block_writer w = {.fd = -1};
     int rc = 0, started = 0;
     char path[4096];
@@ -462,10 +468,15 @@ static int stream_rows(const struct wv_opts *o, struct rtd_cwt_plan *p, const do
                 break;
             }
         }
-        rtd_cwt_execute_rows(p, j0, j1, buf[i]);
-        if (sink)
-            for (size_t j = j0; j < j1; j++)
-                sink(ctx, j, buf[i] + (j - j0) * n, n);
+        if (single) {
+            rtd_cwt_execute_rows_f(p, j0, j1, buf[i]);
+        } else {
+            rtd_cwt_execute_rows(p, j0, j1, buf[i]);
+            const double complex *rb = buf[i];
+            if (sink)
+                for (size_t j = j0; j < j1; j++)
+                    sink(ctx, j, rb + (j - j0) * n, n);
+        }
         if (started) {
             pthread_mutex_lock(&w.mu);
             w.buf[i] = buf[i];
@@ -496,7 +507,7 @@ out:
         fprintf(stderr, "rtdaq wavelet: writing %s: %s\n", path, strerror(errno));
     }
     if (!rc && name)
-        register_out(name, "complex128", rows, n);
+        register_out(name, single ? "complex64" : "complex128", rows, n);
     fftw_free(buf[0]);
     fftw_free(buf[1]);
     return rc;
@@ -590,7 +601,8 @@ static int make_cwt(const struct wv_opts *o, const struct rtd_mother *m, size_t 
 {
     /* One execution per plan here: kernels are evaluated per row, not tabulated. */
     int rc =
-        rtd_cwt_plan_create(p, n, o->dt, o->dj, o->s0, o->J, m, o->flags | RTD_WAVELET_ONESHOT);
+        rtd_cwt_plan_create(p, n, o->dt, o->dj, o->s0, o->J, m,
+                            o->flags | RTD_WAVELET_ONESHOT | (o->single ? RTD_WAVELET_SINGLE : 0));
     if (rc) {
         fprintf(stderr,
                 "rtdaq wavelet: cannot plan a cwt of %zu samples (dt %g, dj %g, J %d): %s\n", n,
@@ -631,10 +643,12 @@ static int cmd_cwt(const struct wv_opts *o, const struct rtd_mother *m)
         write_arr(o, "fft", "complex128", k, 0, fft) || write_out(o, "fftfreqs", fq, k))
         goto out;
     json_common(o, "cwt", secs, p);
-    jprintf(",\"seconds_plan\":%.6f", secs_plan);
+    jprintf(",\"seconds_plan\":%.6f,\"precision\":\"%s\"", secs_plan,
+            o->single ? "single" : "double");
     char human[256];
-    snprintf(human, sizeof human, "cwt of %zu samples, %zu scales (%s, s0 %g, dj %g, dt %g)", n,
-             rows, m->name, rtd_cwt_s0(p), rtd_cwt_dj(p), rtd_cwt_dt(p));
+    snprintf(human, sizeof human, "cwt of %zu samples, %zu scales (%s, s0 %g, dj %g, dt %g%s)", n,
+             rows, m->name, rtd_cwt_s0(p), rtd_cwt_dj(p), rtd_cwt_dt(p),
+             o->single ? ", float32" : "");
     if (finish(o, human))
         goto out;
     ret = RTD_EXIT_OK;
@@ -1232,6 +1246,15 @@ int rtd_cmd_wavelet(int argc, char **argv)
             break;
         case O_NOCACHE:
             o.no_cache = 1;
+            break;
+        case O_PRECISION:
+            if (!strcmp(optarg, "single") || !strcmp(optarg, "double")) {
+                o.single = !strcmp(optarg, "single");
+            } else {
+                fprintf(stderr, "rtdaq wavelet: --precision must be single or double (got %s)\n",
+                        optarg);
+                bad = 1;
+            }
             break;
         case O_JSON:
             o.json = 1;
