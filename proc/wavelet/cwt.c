@@ -94,50 +94,142 @@ static double complex mother_const(const struct rtd_mother *m)
     return 0;
 }
 
-static int build_kernel(struct rtd_cwt_plan *p, size_t j, double s, double *tmp)
+/*
+ * An interval [flo, fhi] of f = s omega outside which |kernel_real(f)| < 1e-30 of its largest
+ * value (*gmax), so a row only evaluates the bins that can pass the 1e-20 cut below.
+ */
+static void kernel_support(const struct rtd_mother *m, double *flo, double *fhi, double *gmax)
+{
+    double c = m->param, peak_f = c;
+    switch (m->kind) {
+    case RTD_MOTHER_MORLET:
+        /* exp(-72) = 5e-32 */
+        *flo = c - 12;
+        *fhi = c + 12;
+        *gmax = 1;
+        return;
+    case RTD_MOTHER_PAUL:
+        peak_f = c;
+        break;
+    case RTD_MOTHER_DOG:
+        peak_f = sqrt(c);
+        break;
+    }
+    double g = kernel_real(m, peak_f), f = peak_f;
+    while (fabs(kernel_real(m, f)) >= 1e-30 * g && f < 1e6)
+        f += 1;
+    *gmax = g;
+    *fhi = f;
+    *flo = m->kind == RTD_MOTHER_PAUL ? 0 : -f;
+}
+
+/* The candidate bins [*i0, *i1) (index = signed bin + M/2) of the row of scale s. */
+static void kernel_candidate(const struct rtd_cwt_plan *p, double s, size_t *i0, size_t *i1)
+{
+    size_t M = p->M;
+    /* f = s omega_k = s 2 pi k' / (M dt) */
+    double per_bin = s * 2 * M_PI / ((double)M * p->dt), half = (double)(M / 2);
+    double klo = floor(p->kflo / per_bin) - 1, khi = ceil(p->kfhi / per_bin) + 1;
+    *i0 = klo <= -half ? 0 : (size_t)(klo + half);
+    *i1 = khi >= half - 1 ? M : (size_t)(khi + half) + 1;
+    if (*i1 <= *i0) {
+        *i0 = 0;
+        *i1 = M;
+    }
+}
+
+/*
+ * Row j's kernel over the bins [i0, i1) into buf[0 .. i1-i0), trimmed to the bins above
+ * 1e-20 of the row's peak: k->lo, k->len and k->v (a pointer into buf). -EAGAIN when the
+ * candidate range cannot be trusted (the sampled peak is tiny: rows so wide or so narrow that
+ * the grid misses the wavelet) and the whole spectrum must be scanned instead. The bins
+ * skipped are below 1e-30 norm gmax, so as long as that is under the cut the result is
+ * exactly the full scan's.
+ */
+static int kernel_eval(const struct rtd_cwt_plan *p, double s, size_t i0, size_t i1, double *buf,
+                       struct rtd_cwt_kernel *k)
 {
     size_t M = p->M;
     double norm = sqrt(s * (2 * M_PI / ((double)M * p->dt)) * (double)M) / (double)M;
     double peak = 0;
-    /* tmp is indexed by signed bin + M/2. */
-    for (size_t i = 0; i < M; i++) {
+    for (size_t i = i0; i < i1; i++) {
         long kp = (long)i - (long)(M / 2);
         double omega = 2 * M_PI * ((double)kp * (1.0 / ((double)M * p->dt)));
         double v = norm * kernel_real(&p->mother, s * omega);
-        tmp[i] = v;
+        buf[i - i0] = v;
         if (fabs(v) > peak)
             peak = fabs(v);
     }
+    if (!(peak >= 1e-10 * norm * p->kgmax) && !(i0 == 0 && i1 == M))
+        return -EAGAIN;
     double thr = peak * 1e-20;
-    size_t a = 0, b = M;
-    while (a < M && fabs(tmp[a]) <= thr)
+    size_t a = i0, b = i1;
+    while (a < i1 && fabs(buf[a - i0]) <= thr)
         a++;
-    while (b > a && fabs(tmp[b - 1]) <= thr)
+    while (b > a && fabs(buf[b - 1 - i0]) <= thr)
         b--;
-    struct rtd_cwt_kernel *k = &p->kern[j];
     k->lo = (long)a - (long)(M / 2);
     k->len = b - a;
-    k->v = malloc((k->len ? k->len : 1) * sizeof(double));
-    if (!k->v)
-        return -ENOMEM;
-    memcpy(k->v, tmp + a, k->len * sizeof(double));
+    k->v = buf + (a - i0);
     return 0;
+}
+
+static int build_kernel(struct rtd_cwt_plan *p, size_t j, double s)
+{
+    size_t i0, i1;
+    kernel_candidate(p, s, &i0, &i1);
+    struct rtd_cwt_kernel *k = &p->kern[j];
+    for (;;) {
+        k->mem = malloc((i1 - i0) * sizeof(double));
+        if (!k->mem)
+            return -ENOMEM;
+        if (kernel_eval(p, s, i0, i1, k->mem, k) == 0)
+            return 0;
+        free(k->mem);
+        i0 = 0;
+        i1 = p->M;
+    }
+}
+
+/* A one-shot plan's kernel for row j, evaluated into the thread's scratch (not stored). */
+static void oneshot_kernel(const struct rtd_cwt_plan *p, size_t j, struct rtd_cwt_scratch *sc,
+                           struct rtd_cwt_kernel *k)
+{
+    size_t i0, i1;
+    kernel_candidate(p, p->scales[j], &i0, &i1);
+    if (kernel_eval(p, p->scales[j], i0, i1, sc->kv, k))
+        kernel_eval(p, p->scales[j], 0, p->M, sc->kv, k);
 }
 
 int rtd_cwt_scratch_init(const struct rtd_cwt_plan *p, struct rtd_cwt_scratch *s)
 {
     s->spec = rtd_wavelet_zalloc(p->M * sizeof(fftw_complex));
     s->out = rtd_wavelet_zalloc(p->M * sizeof(fftw_complex));
-    s->prev_lo = 0;
-    s->prev_len = 0;
-    return s->spec && s->out ? 0 : -ENOMEM;
+    s->kv = (p->flags & RTD_WAVELET_ONESHOT) ? rtd_wavelet_zalloc(p->M * sizeof(double)) : NULL;
+    s->prev_lo = s->prevf_lo = 0;
+    s->prev_len = s->prevf_len = 0;
+    s->specf = s->outf = NULL;
+    if (p->flags & RTD_WAVELET_SINGLE) {
+        s->specf = fftwf_malloc(p->M * sizeof(fftwf_complex));
+        s->outf = fftwf_malloc(p->M * sizeof(fftwf_complex));
+        if (s->specf)
+            memset(s->specf, 0, p->M * sizeof(fftwf_complex));
+        if (!s->specf || !s->outf)
+            return -ENOMEM;
+    }
+    return s->spec && s->out && (s->kv || !(p->flags & RTD_WAVELET_ONESHOT)) ? 0 : -ENOMEM;
 }
 
 void rtd_cwt_scratch_free(struct rtd_cwt_scratch *s)
 {
     fftw_free(s->spec);
     fftw_free(s->out);
+    fftw_free(s->kv);
+    fftwf_free(s->specf);
+    fftwf_free(s->outf);
     s->spec = s->out = NULL;
+    s->kv = NULL;
+    s->specf = s->outf = NULL;
 }
 
 int rtd_cwt_plan_create(struct rtd_cwt_plan **out, size_t n, double dt, double dj, double s0, int J,
@@ -173,7 +265,7 @@ int rtd_cwt_plan_create(struct rtd_cwt_plan **out, size_t n, double dt, double d
     p->nthreads = 1;
     size_t M = p->M, rows = (size_t)J + 1;
     int rc = -ENOMEM;
-    double *tmp = malloc(M * sizeof(double));
+    kernel_support(m, &p->kflo, &p->kfhi, &p->kgmax);
     p->scales = malloc(rows * sizeof(double));
     p->freqs = malloc(rows * sizeof(double));
     p->coi = malloc(n * sizeof(double));
@@ -182,8 +274,8 @@ int rtd_cwt_plan_create(struct rtd_cwt_plan **out, size_t n, double dt, double d
     p->xspec = rtd_wavelet_zalloc((M / 2 + 1) * sizeof(fftw_complex));
     p->xfull = rtd_wavelet_zalloc(M * sizeof(double complex));
     p->scr = calloc(1, sizeof(*p->scr));
-    if (!tmp || !p->scales || !p->freqs || !p->coi || !p->kern || !p->xpad || !p->xspec ||
-        !p->xfull || !p->scr || rtd_cwt_scratch_init(p, &p->scr[0]))
+    if (!p->scales || !p->freqs || !p->coi || !p->kern || !p->xpad || !p->xspec || !p->xfull ||
+        !p->scr || rtd_cwt_scratch_init(p, &p->scr[0]))
         goto fail;
 
     size_t kept = 0;
@@ -195,7 +287,7 @@ int rtd_cwt_plan_create(struct rtd_cwt_plan **out, size_t n, double dt, double d
             continue;
         p->scales[kept] = s;
         p->freqs[kept] = 1 / (m->flambda * s);
-        if ((rc = build_kernel(p, kept, s, tmp)))
+        if (!(flags & RTD_WAVELET_ONESHOT) && (rc = build_kernel(p, kept, s)))
             goto fail;
         kept++;
     }
@@ -204,20 +296,34 @@ int rtd_cwt_plan_create(struct rtd_cwt_plan **out, size_t n, double dt, double d
     for (size_t i = 0; i < n; i++)
         p->coi[i] = cf * dt * ((double)n / 2 - fabs((double)i - ((double)n - 1) / 2));
 
-    unsigned pf = (flags & RTD_WAVELET_MEASURE) ? FFTW_MEASURE : FFTW_ESTIMATE;
     pthread_mutex_lock(&rtd_wavelet_planner_lock);
-    p->fwd = fftw_plan_dft_r2c_1d((int)M, p->xpad, p->xspec, pf);
-    p->inv = fftw_plan_dft_1d((int)M, p->scr[0].spec, p->scr[0].out, FFTW_BACKWARD, pf);
+    p->fwd = rtd_wavelet_plan_r2c((int)M, p->xpad, p->xspec, flags);
+    p->inv = rtd_wavelet_plan_c2c((int)M, p->scr[0].spec, p->scr[0].out, FFTW_BACKWARD, flags);
     pthread_mutex_unlock(&rtd_wavelet_planner_lock);
+    rtd_wavelet_wisdom_commit();
     if (!p->fwd || !p->inv)
         goto fail;
+    if (flags & RTD_WAVELET_SINGLE) {
+        p->xpadf = fftwf_malloc(M * sizeof(float));
+        p->xspecf = fftwf_malloc((M / 2 + 1) * sizeof(fftwf_complex));
+        p->xfullf = fftwf_malloc(M * sizeof(fftwf_complex));
+        if (!p->xpadf || !p->xspecf || !p->xfullf)
+            goto fail;
+        pthread_mutex_lock(&rtd_wavelet_planner_lock);
+        p->fwdf = rtd_wavelet_planf_r2c((int)M, p->xpadf, p->xspecf, flags);
+        p->invf =
+            rtd_wavelet_planf_c2c((int)M, p->scr[0].specf, p->scr[0].outf, FFTW_BACKWARD, flags);
+        pthread_mutex_unlock(&rtd_wavelet_planner_lock);
+        rtd_wavelet_wisdom_commit();
+        if (!p->fwdf || !p->invf)
+            goto fail;
+        memset(p->scr[0].specf, 0, M * sizeof(fftwf_complex));
+    }
     /* MEASURE scribbles on the arrays it plans with. */
     memset(p->scr[0].spec, 0, M * sizeof(fftw_complex));
-    free(tmp);
     *out = p;
     return 0;
 fail:
-    free(tmp);
     rtd_cwt_plan_destroy(p);
     return rc;
 }
@@ -229,12 +335,16 @@ void rtd_cwt_plan_destroy(struct rtd_cwt_plan *p)
     pthread_mutex_lock(&rtd_wavelet_planner_lock);
     if (p->fwd)
         fftw_destroy_plan(p->fwd);
+    if (p->fwdf)
+        fftwf_destroy_plan(p->fwdf);
+    if (p->invf)
+        fftwf_destroy_plan(p->invf);
     if (p->inv)
         fftw_destroy_plan(p->inv);
     pthread_mutex_unlock(&rtd_wavelet_planner_lock);
     if (p->kern)
         for (size_t j = 0; j < (size_t)p->J + 1; j++)
-            free(p->kern[j].v);
+            free(p->kern[j].mem);
     free(p->kern);
     if (p->scr)
         for (int t = 0; t < p->nthreads; t++)
@@ -246,6 +356,9 @@ void rtd_cwt_plan_destroy(struct rtd_cwt_plan *p)
     fftw_free(p->xpad);
     fftw_free(p->xspec);
     fftw_free(p->xfull);
+    fftwf_free(p->xpadf);
+    fftwf_free(p->xspecf);
+    fftwf_free(p->xfullf);
     free(p);
 }
 
@@ -344,6 +457,11 @@ void rtd_cwt_row_to(const struct rtd_cwt_plan *p, const double complex *xfull, s
                     struct rtd_cwt_scratch *s, double complex *out)
 {
     const struct rtd_cwt_kernel *k = &p->kern[j];
+    struct rtd_cwt_kernel once;
+    if (p->flags & RTD_WAVELET_ONESHOT) {
+        oneshot_kernel(p, j, s, &once);
+        k = &once;
+    }
     size_t M = p->M;
     double complex *spec = (double complex *)s->spec;
     size_t mask = M - 1;
@@ -360,20 +478,86 @@ void rtd_cwt_row_to(const struct rtd_cwt_plan *p, const double complex *xfull, s
     fftw_execute_dft(p->inv, s->spec, out);
 }
 
-int rtd_cwt_execute(struct rtd_cwt_plan *p, const double *x, double complex *wave)
+int rtd_cwt_load(struct rtd_cwt_plan *p, const double *x)
 {
-    if (!p || !x || !wave)
+    if (!p || !x)
         return -EINVAL;
     int rc = rtd_wavelet_check_finite(x, p->n);
     if (rc)
         return rc;
     rtd_cwt_spectrum(p, x, p->xfull, p->xpad, p->xspec);
+    if (p->flags & RTD_WAVELET_SINGLE) {
+        size_t M = p->M, n = p->n;
+        for (size_t i = 0; i < n; i++)
+            p->xpadf[i] = (float)x[i];
+        memset(p->xpadf + n, 0, (M - n) * sizeof(float));
+        fftwf_execute_dft_r2c(p->fwdf, p->xpadf, p->xspecf);
+        float complex c = (float complex)p->cconst;
+        for (size_t k = 0; k <= M / 2; k++) {
+            float complex v = p->xspecf[k];
+            p->xfullf[k] = c * v;
+            if (k > 0 && k < M / 2)
+                p->xfullf[M - k] = c * conjf(v);
+        }
+    }
+    p->loaded = 1;
+    return 0;
+}
+
+/* Row j in float32 into out (M complex64), as rtd_cwt_row_to does in float64. */
+static void row_to_f(const struct rtd_cwt_plan *p, size_t j, struct rtd_cwt_scratch *s,
+                     float complex *out)
+{
+    const struct rtd_cwt_kernel *k = &p->kern[j];
+    struct rtd_cwt_kernel once;
+    if (p->flags & RTD_WAVELET_ONESHOT) {
+        oneshot_kernel(p, j, s, &once);
+        k = &once;
+    }
+    size_t mask = p->M - 1;
+    float complex *spec = s->specf;
+    for (size_t i = 0; i < s->prevf_len; i++)
+        spec[((size_t)(s->prevf_lo + (long)i)) & mask] = 0;
+    for (size_t i = 0; i < k->len; i++) {
+        size_t idx = ((size_t)(k->lo + (long)i)) & mask;
+        spec[idx] = p->xfullf[idx] * (float)k->v[i];
+    }
+    s->prevf_lo = k->lo;
+    s->prevf_len = k->len;
+    fftwf_execute_dft(p->invf, s->specf, out);
+}
+
+int rtd_cwt_execute_rows_f(struct rtd_cwt_plan *p, size_t j0, size_t j1, float complex *rows_out)
+{
+    if (!p || !rows_out || j0 > j1 || j1 > p->nscales || !p->loaded ||
+        !(p->flags & RTD_WAVELET_SINGLE))
+        return -EINVAL;
     size_t n = p->n;
-    long rows = (long)p->nscales;
+    long first = (long)j0, last = (long)j1;
 #pragma omp parallel for num_threads(p->nthreads) schedule(dynamic, 1) if (p->nthreads > 1)
-    for (long j = 0; j < rows; j++) {
+    for (long j = first; j < last; j++) {
         struct rtd_cwt_scratch *s = &p->scr[omp_get_thread_num()];
-        double complex *row = wave + (size_t)j * n;
+        float complex *row = rows_out + (size_t)(j - first) * n;
+        if (n == p->M && fftwf_alignment_of((float *)row) == fftwf_alignment_of((float *)s->outf)) {
+            row_to_f(p, (size_t)j, s, row);
+        } else {
+            row_to_f(p, (size_t)j, s, s->outf);
+            memcpy(row, s->outf, n * sizeof(float complex));
+        }
+    }
+    return 0;
+}
+
+int rtd_cwt_execute_rows(struct rtd_cwt_plan *p, size_t j0, size_t j1, double complex *rows_out)
+{
+    if (!p || !rows_out || j0 > j1 || j1 > p->nscales || !p->loaded)
+        return -EINVAL;
+    size_t n = p->n;
+    long first = (long)j0, last = (long)j1;
+#pragma omp parallel for num_threads(p->nthreads) schedule(dynamic, 1) if (p->nthreads > 1)
+    for (long j = first; j < last; j++) {
+        struct rtd_cwt_scratch *s = &p->scr[omp_get_thread_num()];
+        double complex *row = rows_out + (size_t)(j - first) * n;
         /* Unpadded (n == M): the inverse FFT may write the caller's row directly if it is
          * aligned as the planning arrays were; that saves a copy of every row. */
         if (n == p->M && fftw_alignment_of((double *)row) == fftw_alignment_of((double *)s->out)) {
@@ -384,6 +568,14 @@ int rtd_cwt_execute(struct rtd_cwt_plan *p, const double *x, double complex *wav
         }
     }
     return 0;
+}
+
+int rtd_cwt_execute(struct rtd_cwt_plan *p, const double *x, double complex *wave)
+{
+    if (!p || !x || !wave)
+        return -EINVAL;
+    int rc = rtd_cwt_load(p, x);
+    return rc ? rc : rtd_cwt_execute_rows(p, 0, p->nscales, wave);
 }
 
 int rtd_cwt_fft(struct rtd_cwt_plan *p, const double *x, double complex *fft, double *fftfreqs)

@@ -36,6 +36,13 @@
 #define RTD_WAVELET_FIX_MC_LASTSCALE (1u << 5) /* wct_significance: level at maxscale, not NaN */
 #define RTD_WAVELET_FIX_MC_AR1       (1u << 6) /* wct_significance: AR(1) surrogates, not white */
 #define RTD_WAVELET_MC_FLOAT         (1u << 7) /* wct_significance: float32 FFTs (statistical) */
+/* cwt plan for one execution: each row's kernel is evaluated as the row is computed instead of
+ * being tabulated at plan time (same numbers; the table is ~25 M doubles at N = 65536, which a
+ * single run would fault in, fill and read once). Not for wct plans (ignored there). */
+#define RTD_WAVELET_ONESHOT (1u << 8)
+/* cwt plan that can also run in float32 (rtd_cwt_execute_rows_f): float FFTs and kernels,
+ * complex64 rows; docs/wavelet.md gives the measured error against float64. */
+#define RTD_WAVELET_SINGLE (1u << 9)
 #define RTD_WAVELET_FIX_ALL                                                                        \
     (RTD_WAVELET_FIX_PAUL_PSI0 | RTD_WAVELET_FIX_PAUL_ROWS | RTD_WAVELET_FIX_REDNOISE |            \
      RTD_WAVELET_FIX_GLOBAL_THEOR | RTD_WAVELET_FIX_MC_LASTSCALE | RTD_WAVELET_FIX_MC_AR1)
@@ -99,6 +106,17 @@ const double *rtd_cwt_coi(const struct rtd_cwt_plan *p);    /* n, Fourier period
 
 /* wave[j * n + t] for j < nscales. x has n finite samples. 0 or -errno (-EDOM for NaN/Inf). */
 int rtd_cwt_execute(struct rtd_cwt_plan *p, const double *x, double complex *wave);
+/*
+ * The same in two steps, for callers that stream rows out while later scales compute (and
+ * so never hold the whole rows x n array): rtd_cwt_load() transforms x once, then
+ * rtd_cwt_execute_rows() writes rows j0 <= j < j1 to out[(j - j0) * n + t] (bit-identical to
+ * rtd_cwt_execute). -EINVAL before a successful load.
+ */
+int rtd_cwt_load(struct rtd_cwt_plan *p, const double *x);
+int rtd_cwt_execute_rows(struct rtd_cwt_plan *p, size_t j0, size_t j1, double complex *out);
+/* Rows in float32 (plans made with RTD_WAVELET_SINGLE; -EINVAL otherwise): the series is
+ * rounded to float, transformed with fftwf, multiplied by the float-rounded kernel. */
+int rtd_cwt_execute_rows_f(struct rtd_cwt_plan *p, size_t j0, size_t j1, float complex *out);
 /* PyCWT's extra outputs: fft = X[1..M/2-1]/sqrt(M) and fftfreqs = k/(M dt) (either may be NULL). */
 int rtd_cwt_fft(struct rtd_cwt_plan *p, const double *x, double complex *fft, double *fftfreqs);
 
@@ -180,6 +198,25 @@ int rtd_wct_significance(double al1, double al2, double dt, double dj, double s0
                          const struct rtd_mother *m, const struct rtd_wct_signif_opts *o,
                          double *sig95, double *counts, double *n_outside);
 
+/*
+ * rtd_wct_significance through a cache of levels (see signif_cache.c): the same key (algorithm
+ * version, al1, al2, dt, dj, s0, J, mother, level, mc_count, seed, result-changing flags) gives
+ * the stored sig95/counts/n_outside at once, with *from_cache = 1; otherwise it computes and
+ * stores. Directory $RTDAQ_SIGNIF_CACHE_DIR, else $XDG_CACHE_HOME/rtdaq/signif, else
+ * ~/.cache/rtdaq/signif; RTDAQ_SIGNIF_CACHE=off turns it off. 0 or -errno.
+ */
+int rtd_wct_significance_cached(double al1, double al2, double dt, double dj, double s0, int J,
+                                const struct rtd_mother *m, const struct rtd_wct_signif_opts *o,
+                                double *sig95, double *counts, double *n_outside, int *from_cache);
+
+/*
+ * Progress of the Monte Carlo loop: fn(ctx, done, total) is called on the calling thread (only
+ * on it) as surrogate pairs finish, while that thread runs rtd_wct_significance. Thread-local:
+ * it affects only calls made from the thread that set it. fn NULL removes it.
+ */
+typedef void (*rtd_wavelet_progress_fn)(void *ctx, int done, int total);
+void rtd_wavelet_set_progress(rtd_wavelet_progress_fn fn, void *ctx);
+
 /* AR(1) red noise y_i = a e_i + g y_(i-1), spin-up ceil(-2/ln|g|) dropped, from the seeded
  * stream (seed, stream) of the Monte Carlo RNG. (PyCWT's own rednoise() returns white noise.) */
 int rtd_wavelet_rednoise(double *out, size_t n, double g, double a, uint64_t seed, uint64_t stream);
@@ -187,5 +224,35 @@ int rtd_wavelet_rednoise(double *out, size_t n, double g, double a, uint64_t see
 /* ---- FFTW wisdom (process-wide, under the planner mutex) ---- */
 int rtd_wavelet_wisdom_load(const char *path);
 int rtd_wavelet_wisdom_save(const char *path);
+
+/*
+ * The wisdom cache. After rtd_wavelet_wisdom_auto(0), every plan the library makes in this
+ * process is an FFTW_MEASURE plan: taken from wisdom when the package's system file
+ * (<datadir>/rtdaq/fftw-wisdom[f], or $RTDAQ_WISDOM_SYSTEM_DIR) or the user's cache
+ * ($RTDAQ_WISDOM_DIR, else $XDG_CACHE_HOME/rtdaq, else ~/.cache/rtdaq) has it, measured
+ * otherwise and then merged into the user's file at once (flock, temporary file, rename).
+ * An unreadable file is ignored with a warning. RTD_WISDOM_REFRESH forgets what is loaded so
+ * the next plans are measured again (and saved); RTD_WISDOM_READONLY never writes.
+ * RTDAQ_WISDOM=off in the environment turns the cache off (plans are FFTW_ESTIMATE again).
+ * Idempotent; 0 or -errno. Long-lived processes call it once at start-up.
+ */
+#define RTD_WISDOM_REFRESH  (1u << 0)
+#define RTD_WISDOM_READONLY (1u << 1)
+int rtd_wavelet_wisdom_auto(unsigned wflags);
+
+struct rtd_wisdom_stats {
+    int enabled;       /* rtd_wavelet_wisdom_auto() is in force */
+    int loaded_system; /* files imported from the system directory */
+    int loaded_user;   /* files imported from the user's cache */
+    int corrupt;       /* files ignored because FFTW could not read them */
+    unsigned long planned_from_wisdom, planned_measured; /* FFTW plans made each way */
+    unsigned long saves, save_errors;
+    char user_path[1024]; /* the double-precision cache file ("" without a home) */
+};
+void rtd_wavelet_wisdom_stats(struct rtd_wisdom_stats *out);
+/* Plan every FFT the library uses for FFT length M (a wisdom file made ahead of time). */
+int rtd_wavelet_wisdom_prepare(size_t M);
+/* Write this process's wisdom to dir/fftw-wisdom and dir/fftw-wisdomf (merged, atomic). */
+int rtd_wavelet_wisdom_export_dir(const char *dir);
 
 #endif

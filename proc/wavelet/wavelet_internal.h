@@ -23,13 +23,18 @@ extern pthread_mutex_t rtd_wavelet_planner_lock;
 struct rtd_cwt_kernel {
     long lo;
     size_t len;
-    double *v;
+    double *v;   /* len values (points into mem) */
+    double *mem; /* the allocation (NULL in one-shot plans, which evaluate rows as they go) */
 };
 
 struct rtd_cwt_scratch {
-    fftw_complex *spec; /* M: the product X K_j fed to the inverse FFT */
-    fftw_complex *out;  /* M: inverse FFT result */
-    long prev_lo;       /* band written by the previous row (to re-zero cheaply) */
+    fftw_complex *spec;          /* M: the product X K_j fed to the inverse FFT */
+    fftw_complex *out;           /* M: inverse FFT result */
+    double *kv;                  /* M: one-shot plans' kernel row */
+    fftwf_complex *specf, *outf; /* M each: the same for RTD_WAVELET_SINGLE plans */
+    long prevf_lo;
+    size_t prevf_len;
+    long prev_lo; /* band written by the previous row (to re-zero cheaply) */
     size_t prev_len;
 };
 
@@ -47,6 +52,13 @@ struct rtd_cwt_plan {
     double *xpad;          /* M */
     fftw_complex *xspec;   /* M/2+1 */
     double complex *xfull; /* M: cconst * X[k], full spectrum */
+    int loaded;            /* xfull holds a series (rtd_cwt_load) */
+    double kflo, kfhi;     /* f = s omega outside which the kernel is < 1e-30 kgmax */
+    double kgmax;
+    /* RTD_WAVELET_SINGLE: float32 transforms (rtd_cwt_execute_rows_f) */
+    fftwf_plan fwdf, invf;
+    float *xpadf;
+    fftwf_complex *xspecf, *xfullf;
     int nthreads;
     struct rtd_cwt_scratch *scr; /* nthreads */
 };
@@ -67,5 +79,17 @@ int rtd_cwt_scratch_init(const struct rtd_cwt_plan *p, struct rtd_cwt_scratch *s
 void rtd_cwt_scratch_free(struct rtd_cwt_scratch *s);
 
 int rtd_wavelet_check_finite(const double *x, size_t n);
+
+/*
+ * Plans under the process's wisdom policy (wisdom.c); the caller holds the planner lock and
+ * calls rtd_wavelet_wisdom_commit() after releasing it, which saves newly measured plans.
+ */
+fftw_plan rtd_wavelet_plan_c2c(int n, fftw_complex *in, fftw_complex *out, int sign,
+                               unsigned flags);
+fftw_plan rtd_wavelet_plan_r2c(int n, double *in, fftw_complex *out, unsigned flags);
+fftwf_plan rtd_wavelet_planf_c2c(int n, fftwf_complex *in, fftwf_complex *out, int sign,
+                                 unsigned flags);
+fftwf_plan rtd_wavelet_planf_r2c(int n, float *in, fftwf_complex *out, unsigned flags);
+void rtd_wavelet_wisdom_commit(void);
 
 #endif

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,7 +165,8 @@ int rtd_wct_plan_create(struct rtd_wct_plan **out, size_t n, double dt, double d
     struct rtd_wct_plan *p = calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
-    int rc = rtd_cwt_plan_create(&p->cwt, n, dt, dj, s0, J, m, flags);
+    int rc = rtd_cwt_plan_create(&p->cwt, n, dt, dj, s0, J, m,
+                                 flags & ~(RTD_WAVELET_ONESHOT | RTD_WAVELET_SINGLE));
     if (rc) {
         free(p);
         return rc;
@@ -221,12 +223,12 @@ int rtd_wct_plan_create(struct rtd_wct_plan **out, size_t n, double dt, double d
     }
     if (work_init(p, &p->work[0]))
         goto fail;
-    unsigned pf = (flags & RTD_WAVELET_MEASURE) ? FFTW_MEASURE : FFTW_ESTIMATE;
     pthread_mutex_lock(&rtd_wavelet_planner_lock);
-    p->fwd = fftw_plan_dft_1d((int)M, p->work[0].a, p->work[0].a, FFTW_FORWARD, pf);
-    p->inv = fftw_plan_dft_1d((int)M, p->work[0].a, p->work[0].a, FFTW_BACKWARD, pf);
-    p->inv_oop = fftw_plan_dft_1d((int)M, p->work[0].a, p->work[0].b, FFTW_BACKWARD, pf);
+    p->fwd = rtd_wavelet_plan_c2c((int)M, p->work[0].a, p->work[0].a, FFTW_FORWARD, flags);
+    p->inv = rtd_wavelet_plan_c2c((int)M, p->work[0].a, p->work[0].a, FFTW_BACKWARD, flags);
+    p->inv_oop = rtd_wavelet_plan_c2c((int)M, p->work[0].a, p->work[0].b, FFTW_BACKWARD, flags);
     pthread_mutex_unlock(&rtd_wavelet_planner_lock);
+    rtd_wavelet_wisdom_commit();
     if (!p->fwd || !p->inv || !p->inv_oop)
         goto fail;
     *out = p;
@@ -655,6 +657,26 @@ static void mc_iteration(const struct rtd_wct_plan *p, struct mc_thread *m, doub
     }
 }
 
+static _Thread_local rtd_wavelet_progress_fn progress_fn;
+static _Thread_local void *progress_ctx;
+
+void rtd_wavelet_set_progress(rtd_wavelet_progress_fn fn, void *ctx)
+{
+    progress_fn = fn;
+    progress_ctx = ctx;
+}
+
+/*
+ * One pair finished. The count is only a figure for a progress bar (relaxed: it orders
+ * nothing); thread 0 of the team is the calling thread, whose thread-local hook it runs.
+ */
+static void mc_progress(_Atomic int *done, int total, rtd_wavelet_progress_fn fn, void *ctx)
+{
+    int d = atomic_fetch_add_explicit(done, 1, memory_order_relaxed) + 1;
+    if (fn && omp_get_thread_num() == 0)
+        fn(ctx, d, total);
+}
+
 /* ---- float32 Monte Carlo loop (RTD_WAVELET_MC_FLOAT) ----
  * The same algorithm with single-precision FFTs and rows (double accumulators for the boxcar
  * and R^2): FFTs of 8192 points run about twice as fast. R^2 then carries ~1e-6 relative
@@ -870,23 +892,29 @@ static int mcf_run(const struct rtd_wct_plan *p, int nthreads, double al1, doubl
             ok = 0;
     if (ok) {
         int M = (int)p->M;
-        unsigned pf = (o->flags & RTD_WAVELET_MEASURE) ? FFTW_MEASURE : FFTW_ESTIMATE;
+        unsigned pf = o->flags;
         struct mcf_thread *m = &th[0];
         pthread_mutex_lock(&rtd_wavelet_planner_lock);
-        fp.r2c = fftwf_plan_dft_r2c_1d(M, m->xpad, m->xspec, pf);
-        fp.inv = fftwf_plan_dft_1d(M, m->spec1, m->out1, FFTW_BACKWARD, pf);
-        fp.fwd = fftwf_plan_dft_1d(M, m->a, m->a, FFTW_FORWARD, pf);
-        fp.inv_oop = fftwf_plan_dft_1d(M, m->a, m->b, FFTW_BACKWARD, pf);
+        fp.r2c = rtd_wavelet_planf_r2c(M, m->xpad, m->xspec, pf);
+        fp.inv = rtd_wavelet_planf_c2c(M, m->spec1, m->out1, FFTW_BACKWARD, pf);
+        fp.fwd = rtd_wavelet_planf_c2c(M, m->a, m->a, FFTW_FORWARD, pf);
+        fp.inv_oop = rtd_wavelet_planf_c2c(M, m->a, m->b, FFTW_BACKWARD, pf);
         pthread_mutex_unlock(&rtd_wavelet_planner_lock);
+        rtd_wavelet_wisdom_commit();
         ok = fp.r2c && fp.inv && fp.fwd && fp.inv_oop;
         /* MEASURE scribbles on the planning arrays; the band bookkeeping needs zeros. */
         memset(m->spec1, 0, p->M * sizeof(float complex));
     }
     if (ok) {
+        _Atomic int done = 0;
+        rtd_wavelet_progress_fn fn = progress_fn;
+        void *ctx = progress_ctx;
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1) if (nthreads > 1)
-        for (int it = 0; it < o->mc_count; it++)
+        for (int it = 0; it < o->mc_count; it++) {
             mcf_iteration(p, &fp, &th[omp_get_thread_num()], al1, al2, o->seed, (uint64_t)it, nhist,
                           lo, hi);
+            mc_progress(&done, o->mc_count, fn, ctx);
+        }
         for (int t = 0; t < nthreads; t++)
             for (size_t i = 0; i < p->rows * RTD_MC_NBINS; i++)
                 hist[i] += th[t].hist[i];
@@ -989,10 +1017,15 @@ int rtd_wct_significance(double al1, double al2, double dt, double dj, double s0
                 ok = 0;
         if (!ok)
             goto out;
+        _Atomic int done = 0;
+        rtd_wavelet_progress_fn fn = progress_fn;
+        void *ctx = progress_ctx;
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1) if (nthreads > 1)
-        for (int it = 0; it < o->mc_count; it++)
+        for (int it = 0; it < o->mc_count; it++) {
             mc_iteration(p, &th[omp_get_thread_num()], al1, al2, o->seed, (uint64_t)it, nhist, lo,
                          hi);
+            mc_progress(&done, o->mc_count, fn, ctx);
+        }
         for (int t = 0; t < nthreads; t++)
             for (size_t i = 0; i < rows * RTD_MC_NBINS; i++)
                 tot[i] += th[t].hist[i];

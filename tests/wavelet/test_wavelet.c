@@ -10,6 +10,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static double *must_load(const char *name, size_t *n)
@@ -535,4 +537,81 @@ Test(wct_signif, float32_option_agrees_and_is_thread_invariant, .timeout = 120)
     cr_expect_leq(moved, 1e-3 * total, "%g of %g counts moved", moved, total);
     for (int j = 0; j < 60; j++)
         cr_expect(fabs(d[j] - f1[j]) < 2e-3, "scale %d: %g vs %g", j, d[j], f1[j]);
+}
+
+/* Rows in blocks, from a one-shot plan (kernels evaluated per row), equal the tabulated
+ * plan's rtd_cwt_execute bit for bit, for every mother and a padded length. */
+Test(cwt, rows_in_blocks_and_oneshot_plans_are_bit_identical)
+{
+    const char *mothers[] = {"morlet:6", "paul:4", "dog:2", "dog:6"};
+    size_t n = 3000;
+    double *x = malloc(n * sizeof(double));
+    for (size_t i = 0; i < n; i++)
+        x[i] = sin((double)i * 0.05) + 0.3 * cos((double)i * 0.71);
+    for (size_t k = 0; k < 4; k++) {
+        struct rtd_mother m;
+        cr_assert_eq(rtd_mother_parse(&m, mothers[k]), 0);
+        struct rtd_cwt_plan *a, *b;
+        cr_assert_eq(rtd_cwt_plan_create(&a, n, 0.5, 0.1, -1, -1, &m, 0), 0);
+        cr_assert_eq(rtd_cwt_plan_create(&b, n, 0.5, 0.1, -1, -1, &m, RTD_WAVELET_ONESHOT), 0);
+        size_t rows = rtd_cwt_nscales(a);
+        cr_assert_eq(rows, rtd_cwt_nscales(b));
+        double complex *wa = malloc(rows * n * sizeof(double complex));
+        double complex *wb = malloc(rows * n * sizeof(double complex));
+        cr_assert_eq(rtd_cwt_execute(a, x, wa), 0);
+        cr_assert_eq(rtd_cwt_execute_rows(b, 0, 1, wb), -EINVAL, "rows before a load");
+        cr_assert_eq(rtd_cwt_load(b, x), 0);
+        cr_assert_eq(rtd_cwt_plan_set_threads(b, 2), 0);
+        for (size_t j0 = 0; j0 < rows; j0 += 7) {
+            size_t j1 = j0 + 7 < rows ? j0 + 7 : rows;
+            cr_assert_eq(rtd_cwt_execute_rows(b, j0, j1, wb + j0 * n), 0);
+        }
+        cr_assert_eq(memcmp(wa, wb, rows * n * sizeof(double complex)), 0, "%s differs",
+                     mothers[k]);
+        free(wa);
+        free(wb);
+        rtd_cwt_plan_destroy(a);
+        rtd_cwt_plan_destroy(b);
+    }
+    free(x);
+}
+
+/* In-process wisdom cache: measured plans are saved, reused by the next plan, and an
+ * unreadable file is counted and ignored. (Criterion runs each test in its own process.) */
+Test(wisdom, cache_saves_reuses_and_ignores_a_corrupt_file)
+{
+    char dir[] = "/tmp/rtd-wisdom-test-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/fftw-wisdom", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs("not wisdom at all", f);
+    fclose(f);
+    setenv("RTDAQ_WISDOM_DIR", dir, 1);
+    setenv("RTDAQ_WISDOM_SYSTEM_DIR", "/nonexistent", 1);
+    unsetenv("RTDAQ_WISDOM");
+    cr_assert_eq(rtd_wavelet_wisdom_auto(0), 0);
+    struct rtd_wisdom_stats st;
+    rtd_wavelet_wisdom_stats(&st);
+    cr_assert_eq(st.corrupt, 1);
+    cr_assert_eq(st.loaded_user, 0);
+    struct rtd_mother m;
+    rtd_mother_init(&m, RTD_MOTHER_MORLET, 6);
+    struct rtd_cwt_plan *p;
+    cr_assert_eq(rtd_cwt_plan_create(&p, 256, 1, 0.25, -1, -1, &m, 0), 0);
+    rtd_cwt_plan_destroy(p);
+    rtd_wavelet_wisdom_stats(&st);
+    cr_assert_eq(st.planned_measured, 2);
+    cr_assert_eq(st.saves, 1);
+    cr_assert_str_eq(st.user_path, path);
+    cr_assert_eq(rtd_wavelet_wisdom_load(path), 0, "the saved file is not valid wisdom");
+    cr_assert_eq(rtd_cwt_plan_create(&p, 256, 1, 0.25, -1, -1, &m, 0), 0);
+    rtd_cwt_plan_destroy(p);
+    rtd_wavelet_wisdom_stats(&st);
+    cr_assert_eq(st.planned_measured, 2, "the second plan was measured again");
+    cr_assert_eq(st.planned_from_wisdom, 2);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
 }

@@ -133,6 +133,11 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
+    /* The runs' wisdom cache goes to the test's directory, not the user's home. */
+    char xdg[512];
+    snprintf(xdg, sizeof xdg, "%s/xdg", dir);
+    setenv("XDG_CACHE_HOME", xdg, 1);
+    unsetenv("RTDAQ_WISDOM_DIR");
     char out[512], x[512], y1[512], y2[512];
     snprintf(x, sizeof x, "%sa_cwt__x.bin", WV_DATA);
     snprintf(y1, sizeof y1, "%sd_wct__y1.bin", WV_DATA);

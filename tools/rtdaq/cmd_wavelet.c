@@ -1,24 +1,34 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * `rtdaq wavelet cwt|icwt|signif|wct|wct-signif`: PyCWT-compatible wavelet analysis of raw
- * little-endian float64 series. Outputs are raw arrays named as in the reference manifest
+ * `rtdaq wavelet cwt|icwt|signif|wct|wct-signif|wisdom`: PyCWT-compatible wavelet analysis of
+ * raw little-endian float64 series. Outputs are raw arrays named as in the reference manifest
  * (tests/data/wavelet/manifest.json) with a ".bin" suffix, e.g. wave.bin (complex, interleaved
- * re/im, rows x N), scales.bin, WCT.bin; --json prints one summary line. docs/wavelet.md.
+ * re/im, rows x N), scales.bin, WCT.bin, described by a manifest.json beside them (name, file,
+ * dtype, shape, parameters). One human line on stdout, or one JSON line with --json; a
+ * progress bar with ETA on stderr when it is a terminal. The transform's rows are computed in
+ * blocks into two buffers mapped once and written by a second thread while the next block
+ * computes, so a one-shot run neither faults in nor holds the whole rows x N array; FFT plans
+ * come from the wisdom cache (rtd_wavelet_wisdom_auto). docs/wavelet.md.
  */
 #include "rtdaq_cli.h"
 #include "rtd_util.h"
 #include "rtd_wavelet.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <fftw3.h>
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char usage[] =
-    "usage: rtdaq wavelet <cwt|icwt|signif|wct|wct-signif> [options]\n"
+    "usage: rtdaq wavelet <cwt|icwt|signif|wct|wct-signif|wisdom> [options]\n"
     "  --in FILE            series, raw little-endian float64 (wct/wct-signif: first series)\n"
     "  --in2 FILE           second series (wct, wct-signif)\n"
     "  --out-dir DIR        where the raw float64 outputs go (created; default .)\n"
@@ -28,24 +38,33 @@ static const char usage[] =
     "  --J N                number of scales - 1 (default round(log2(N dt / s0) / dj))\n"
     "  --mother M           morlet[:f0] | paul[:m] | dog[:m] (default morlet:6)\n"
     "  --threads T          OpenMP threads (default 1; wct-signif: all)\n"
-    "  --wisdom FILE        load FFTW wisdom from FILE (if present) and save it back\n"
-    "  --measure            plan FFTs with FFTW_MEASURE\n"
-    "  --json               one summary line on stdout\n"
+    "  --wisdom FILE        also load FFTW wisdom from FILE (if present) and save it back\n"
+    "  --measure            measure the FFT plans again and refresh the wisdom cache\n"
+    "                       (plans come from ~/.cache/rtdaq/fftw-wisdom; RTDAQ_WISDOM=off)\n"
+    "  --precision P        cwt: double (complex128, default) or single (float32\n"
+    "                       transforms, complex64 wave; accuracy in docs/wavelet.md)\n"
+    "  --json               one JSON summary line on stdout (else one human line)\n"
+    "  --quiet              no summary line, no progress bar\n"
     " icwt:   --wave FILE --scales FILE  invert a stored transform (else cwt of --in first)\n"
     " signif: --alpha A --variance V --significance-level P (0.95) --sigma-test 0|1|2\n"
     "         --dof FILE (test 1: n_a per scale; default N - scales) --dof S1,S2 (test 2)\n"
     "         --band P1,P2 (test 2 by Fourier period, P1 <= P < P2)\n"
     " wct:    --no-normalize, --sig (also Monte Carlo sig95)\n"
     " wct-signif / wct --sig: --mc N (300) --seed S (0) --al1 A --al2 B (default ar1 of inputs)\n"
+    "         levels are cached by everything that determines them (~/.cache/rtdaq/signif);\n"
+    "         --no-cache computes them again\n"
     "         --n N (surrogate J default from N when no --in), --mc-float (float32 FFTs)\n"
+    " wisdom: --sizes N1,N2,... (default 64..65536, powers of two) --out-dir DIR: measure\n"
+    "         the plans rtdaq uses for those FFT lengths into DIR/fftw-wisdom[f]\n"
     " PyCWT's bugs are reproduced unless fixed: --fix-all or --fix-paul-psi0 --fix-paul-rows\n"
     "   --fix-rednoise --fix-global-theor --fix-mc-lastscale --fix-mc-ar1\n";
 
 struct wv_opts {
-    const char *in, *in2, *out_dir, *wisdom, *wave, *scales_file, *dof_file, *mother;
+    const char *in, *in2, *out_dir, *wisdom, *wave, *scales_file, *dof_file, *mother, *sizes;
     double dt, dj, s0, alpha, variance, level, al1, al2;
     double dof2[2], band[2];
-    int J, threads, json, normalize, sig, mc, sigma_test, have_dof2, have_band;
+    int J, threads, json, normalize, sig, mc, sigma_test, have_dof2, have_band, quiet, measure,
+        no_cache, single;
     long n_override;
     uint64_t seed;
     unsigned flags;
@@ -88,6 +107,10 @@ enum {
     O_FIX_AR1,
     O_COMPAT,
     O_MCFLOAT,
+    O_QUIET,
+    O_SIZES,
+    O_NOCACHE,
+    O_PRECISION,
     O_HELP
 };
 
@@ -128,6 +151,10 @@ static const struct option longopts[] = {
     {"fix-mc-ar1", no_argument, 0, O_FIX_AR1},
     {"pycwt-compat", no_argument, 0, O_COMPAT},
     {"mc-float", no_argument, 0, O_MCFLOAT},
+    {"quiet", no_argument, 0, O_QUIET},
+    {"sizes", required_argument, 0, O_SIZES},
+    {"no-cache", no_argument, 0, O_NOCACHE},
+    {"precision", required_argument, 0, O_PRECISION},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0},
 };
@@ -210,32 +237,372 @@ static double *load_series(const char *opt, const char *path, size_t *n, int che
     return x;
 }
 
-static int write_out(const struct wv_opts *o, const char *name, const void *data, size_t bytes)
+/*
+ * Every output is registered with its dtype and shape, for manifest.json and the summary.
+ * The command is single-threaded apart from the block writer, which touches none of this.
+ */
+struct wv_output {
+    char name[32];
+    const char *dtype;
+    size_t dim[2];
+    int ndim;
+};
+static struct wv_output outs[32];
+static int nouts;
+static char jbuf[8192]; /* the JSON fields of the summary (without braces) */
+static size_t jlen;
+static uint64_t t_start;
+
+__attribute__((format(printf, 1, 2))) static void jprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(jbuf + jlen, sizeof jbuf - jlen, fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        jlen = jlen + (size_t)k < sizeof jbuf ? jlen + (size_t)k : sizeof jbuf - 1;
+}
+
+static size_t dtype_size(const char *dtype)
+{
+    return !strcmp(dtype, "complex128") ? 16 : !strcmp(dtype, "complex64") ? 8 : 8;
+}
+
+static void out_path(const struct wv_opts *o, const char *name, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s.bin", o->out_dir, name);
+}
+
+static void register_out(const char *name, const char *dtype, size_t d0, size_t d1)
+{
+    if (nouts >= (int)(sizeof outs / sizeof outs[0]))
+        return;
+    struct wv_output *w = &outs[nouts++];
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->dtype = dtype;
+    w->dim[0] = d0;
+    w->dim[1] = d1;
+    w->ndim = d1 ? 2 : 1;
+}
+
+/* Write a whole array (d1 == 0: 1-D of d0 elements) and register it. */
+static int write_arr(const struct wv_opts *o, const char *name, const char *dtype, size_t d0,
+                     size_t d1, const void *data)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s.bin", o->out_dir, name);
+    out_path(o, name, path, sizeof path);
+    size_t bytes = d0 * (d1 ? d1 : 1) * dtype_size(dtype);
     int rc = rtd_write_file(path, data, bytes);
-    if (rc)
+    if (rc) {
         fprintf(stderr, "rtdaq wavelet: writing %s: %s\n", path, strerror(-rc));
+        return rc;
+    }
+    register_out(name, dtype, d0, d1);
+    return 0;
+}
+
+static int write_out(const struct wv_opts *o, const char *name, const double *data, size_t count)
+{
+    return write_arr(o, name, "float64", count, 0, data);
+}
+
+/* ---- progress bar: stderr, only on a terminal, only once a run has taken 0.5 s ---- */
+struct progress {
+    int on, shown;
+    uint64_t t0, last, after;
+    const char *what;
+};
+
+static void progress_init(struct progress *pg, const struct wv_opts *o, const char *what)
+{
+    pg->on = !o->quiet && !o->json && isatty(STDERR_FILENO);
+    pg->shown = 0;
+    pg->t0 = pg->last = rtd_now_ns();
+    pg->what = what;
+    /* RTDAQ_PROGRESS_AFTER: seconds before the bar appears (0.5; tests use 0). */
+    const char *e = getenv("RTDAQ_PROGRESS_AFTER");
+    double after = e && *e ? atof(e) : 0.5;
+    pg->after = after > 0 ? (uint64_t)(after * 1e9) : 0;
+}
+
+static void progress_show(struct progress *pg, double done, double total)
+{
+    if (!pg->on || total <= 0)
+        return;
+    uint64_t now = rtd_now_ns();
+    if (now - pg->t0 < pg->after || (pg->shown && now - pg->last < 100000000ull))
+        return;
+    pg->shown = 1;
+    pg->last = now;
+    double f = done / total, el = (double)(now - pg->t0) * 1e-9;
+    char bar[31];
+    int k = (int)(f * 30);
+    for (int i = 0; i < 30; i++)
+        bar[i] = i < k ? '#' : '.';
+    bar[30] = 0;
+    if (f > 0)
+        fprintf(stderr, "\r%s [%s] %3.0f%%  %.1f s, ETA %.1f s  ", pg->what, bar, 100 * f, el,
+                el * (1 - f) / f);
+    else
+        fprintf(stderr, "\r%s [%s] %3.0f%%  %.1f s  ", pg->what, bar, 0.0, el);
+}
+
+static void progress_end(struct progress *pg)
+{
+    if (pg->on && pg->shown)
+        fprintf(stderr, "\r%*s\r", 79, "");
+}
+
+/*
+ * Block writer: the rows of one block go to the file from a second thread while the next
+ * block computes into the other buffer. slot_busy[i] is set by the computing thread when a
+ * block is handed over and cleared by the writer once written (both under mu).
+ */
+struct block_writer {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int fd, stop, err;
+    int busy[2];
+    const void *buf[2];
+    size_t len[2];
+    int next; /* the slot the writer takes next */
+};
+
+static void *writer_main(void *arg)
+{
+    struct block_writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->busy[w->next] && !w->stop)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->busy[w->next])
+            break;
+        int i = w->next;
+        const char *b = w->buf[i];
+        size_t len = w->len[i], off = 0;
+        int err = w->err;
+        pthread_mutex_unlock(&w->mu);
+        while (!err && off < len) {
+            ssize_t k = write(w->fd, b + off, len - off);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0)
+                err = k < 0 ? errno : EIO;
+            else
+                off += (size_t)k;
+        }
+        pthread_mutex_lock(&w->mu);
+        w->err = err;
+        w->busy[i] = 0;
+        w->next ^= 1;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/*
+ * Compute every row of the cwt of x in blocks; each finished block goes to sink (if any) in
+ * row order and to the file name.bin (if name). Rows exist only in the two block buffers.
+ */
+typedef void (*row_sink)(void *ctx, size_t j, const double complex *row, size_t n);
+
+static int stream_rows(const struct wv_opts *o, struct rtd_cwt_plan *p, const double *x,
+                       const char *name, row_sink sink, void *ctx, const char *what)
+{
+    size_t n = rtd_cwt_n(p), rows = rtd_cwt_nscales(p);
+    /* --precision single (cwt only, no sink): complex64 rows from float32 transforms. */
+    int single = o->single && !sink;
+    size_t row_bytes = n * (single ? sizeof(float complex) : sizeof(double complex));
+    size_t B = ((size_t)4 << 20) / row_bytes;
+    if (B < (size_t)(2 * o->threads))
+        B = (size_t)(2 * o->threads);
+    if (B > rows)
+        B = rows;
+    if (B < 1)
+        B = 1;
+    void *buf[2] = {fftw_malloc(B * row_bytes), fftw_malloc(B * row_bytes)};
+    struct block_writer w = {.fd = -1};
+    int rc = 0, started = 0;
+    char path[4096];
+    if (!buf[0] || !buf[1]) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    /* Fault the two buffers in now, once (the FFTs would otherwise take every fault). */
+    memset(buf[0], 0, B * row_bytes);
+    memset(buf[1], 0, B * row_bytes);
+    if ((rc = rtd_cwt_load(p, x)))
+        goto out;
+    if (name) {
+        out_path(o, name, path, sizeof path);
+        w.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (w.fd < 0) {
+            rc = -errno;
+            fprintf(stderr, "rtdaq wavelet: writing %s: %s\n", path, strerror(errno));
+            goto out;
+        }
+        pthread_mutex_init(&w.mu, NULL);
+        pthread_cond_init(&w.cv, NULL);
+        if (pthread_create(&w.th, NULL, writer_main, &w)) {
+            rc = -EAGAIN;
+            goto out;
+        }
+        started = 1;
+    }
+    struct progress pg;
+    progress_init(&pg, o, what);
+    for (size_t j0 = 0, blk = 0; j0 < rows; j0 += B, blk++) {
+        size_t j1 = j0 + B < rows ? j0 + B : rows;
+        int i = (int)(blk & 1);
+        if (started) {
+            pthread_mutex_lock(&w.mu);
+            while (w.busy[i])
+                pthread_cond_wait(&w.cv, &w.mu);
+            int err = w.err;
+            pthread_mutex_unlock(&w.mu);
+            if (err) {
+                rc = -err;
+                fprintf(stderr, "rtdaq wavelet: writing %s: %s\n", path, strerror(err));
+                break;
+            }
+        }
+        if (single) {
+            rtd_cwt_execute_rows_f(p, j0, j1, buf[i]);
+        } else {
+            rtd_cwt_execute_rows(p, j0, j1, buf[i]);
+            const double complex *rb = buf[i];
+            if (sink)
+                for (size_t j = j0; j < j1; j++)
+                    sink(ctx, j, rb + (j - j0) * n, n);
+        }
+        if (started) {
+            pthread_mutex_lock(&w.mu);
+            w.buf[i] = buf[i];
+            w.len[i] = (j1 - j0) * row_bytes;
+            w.busy[i] = 1;
+            pthread_cond_broadcast(&w.cv);
+            pthread_mutex_unlock(&w.mu);
+        }
+        progress_show(&pg, (double)j1, (double)rows);
+    }
+    progress_end(&pg);
+out:
+    if (started) {
+        pthread_mutex_lock(&w.mu);
+        w.stop = 1;
+        pthread_cond_broadcast(&w.cv);
+        pthread_mutex_unlock(&w.mu);
+        pthread_join(w.th, NULL);
+        if (!rc && w.err) {
+            rc = -w.err;
+            fprintf(stderr, "rtdaq wavelet: writing %s: %s\n", path, strerror(w.err));
+        }
+        pthread_mutex_destroy(&w.mu);
+        pthread_cond_destroy(&w.cv);
+    }
+    if (w.fd >= 0 && close(w.fd) && !rc) {
+        rc = -errno;
+        fprintf(stderr, "rtdaq wavelet: writing %s: %s\n", path, strerror(errno));
+    }
+    if (!rc && name)
+        register_out(name, single ? "complex64" : "complex128", rows, n);
+    fftw_free(buf[0]);
+    fftw_free(buf[1]);
     return rc;
+}
+
+static void json_wisdom(void)
+{
+    struct rtd_wisdom_stats ws;
+    rtd_wavelet_wisdom_stats(&ws);
+    jprintf(",\"wisdom\":{\"enabled\":%s,\"file\":\"%s\",\"plans_from_wisdom\":%lu,"
+            "\"plans_measured\":%lu,\"saved\":%lu,\"ignored_files\":%d}",
+            ws.enabled ? "true" : "false", ws.user_path, ws.planned_from_wisdom,
+            ws.planned_measured, ws.saves, ws.corrupt);
+}
+
+static void human_size(double bytes, char *out, size_t cap)
+{
+    const char *u[] = {"B", "kB", "MB", "GB", "TB"};
+    int i = 0;
+    while (bytes >= 1000 && i < 4) {
+        bytes /= 1000;
+        i++;
+    }
+    snprintf(out, cap, i ? "%.3g %s" : "%.0f %s", bytes, u[i]);
+}
+
+/*
+ * Write manifest.json (what the outputs are) and print the summary: the JSON line with
+ * --json, else one line for a person (human, which names what was computed).
+ */
+static int finish(const struct wv_opts *o, const char *human)
+{
+    json_wisdom();
+    double total = (double)(rtd_now_ns() - t_start) * 1e-9;
+    jprintf(",\"seconds_total\":%.6f", total);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/manifest.json", o->out_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "rtdaq wavelet: writing %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "{\"format\":\"rtdaq-wavelet-outputs\",\"version\":1,\"byte_order\":\"little\",");
+    fprintf(f,
+            "\"array_order\":\"C (row-major: [scale][time])\",\"parameters\":{%s},\n"
+            "\"outputs\":[",
+            jbuf);
+    double bytes = 0;
+    for (int i = 0; i < nouts; i++) {
+        const struct wv_output *w = &outs[i];
+        fprintf(f, "%s\n  {\"name\":\"%s\",\"file\":\"%s.bin\",\"dtype\":\"%s\",\"shape\":[%zu",
+                i ? "," : "", w->name, w->name, w->dtype, w->dim[0]);
+        if (w->ndim == 2)
+            fprintf(f, ",%zu", w->dim[1]);
+        fprintf(f, "]}");
+        bytes += (double)(w->dim[0] * (w->ndim == 2 ? w->dim[1] : 1) * dtype_size(w->dtype));
+    }
+    fprintf(f, "\n]}\n");
+    if (fclose(f)) {
+        fprintf(stderr, "rtdaq wavelet: writing %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (o->json) {
+        printf("{%s,\"manifest\":\"%s\",\"outputs\":[", jbuf, path);
+        for (int i = 0; i < nouts; i++)
+            printf("%s\"%s\"", i ? "," : "", outs[i].name);
+        printf("]}\n");
+    } else if (!o->quiet) {
+        char sz[32];
+        human_size(bytes, sz, sizeof sz);
+        printf("%s -> %s/ (%d files, %s, manifest.json) in %.2f s\n", human, o->out_dir, nouts, sz,
+               total);
+    }
+    return 0;
 }
 
 static void json_common(const struct wv_opts *o, const char *cmd, double secs,
                         const struct rtd_cwt_plan *p)
 {
-    printf("{\"cmd\":\"%s\",\"seconds\":%.6f,\"threads\":%d", cmd, secs, o->threads);
+    jprintf("\"cmd\":\"%s\",\"seconds\":%.6f,\"threads\":%d", cmd, secs, o->threads);
     if (p)
-        printf(",\"n\":%zu,\"padded\":%zu,\"J\":%d,\"nscales\":%zu,\"dt\":%.17g,\"dj\":%.17g,"
-               "\"s0\":%.17g,\"mother\":\"%s\"",
-               rtd_cwt_n(p), rtd_cwt_padded(p), rtd_cwt_J(p), rtd_cwt_nscales(p), rtd_cwt_dt(p),
-               rtd_cwt_dj(p), rtd_cwt_s0(p), rtd_cwt_mother(p)->name);
-    printf(",\"flags\":%u", o->flags);
+        jprintf(",\"n\":%zu,\"padded\":%zu,\"J\":%d,\"nscales\":%zu,\"dt\":%.17g,\"dj\":%.17g,"
+                "\"s0\":%.17g,\"mother\":\"%s\"",
+                rtd_cwt_n(p), rtd_cwt_padded(p), rtd_cwt_J(p), rtd_cwt_nscales(p), rtd_cwt_dt(p),
+                rtd_cwt_dj(p), rtd_cwt_s0(p), rtd_cwt_mother(p)->name);
+    jprintf(",\"flags\":%u", o->flags);
 }
 
 static int make_cwt(const struct wv_opts *o, const struct rtd_mother *m, size_t n,
                     struct rtd_cwt_plan **p)
 {
-    int rc = rtd_cwt_plan_create(p, n, o->dt, o->dj, o->s0, o->J, m, o->flags);
+    /* One execution per plan here: kernels are evaluated per row, not tabulated. */
+    int rc =
+        rtd_cwt_plan_create(p, n, o->dt, o->dj, o->s0, o->J, m,
+                            o->flags | RTD_WAVELET_ONESHOT | (o->single ? RTD_WAVELET_SINGLE : 0));
     if (rc) {
         fprintf(stderr,
                 "rtdaq wavelet: cannot plan a cwt of %zu samples (dt %g, dj %g, J %d): %s\n", n,
@@ -253,42 +620,57 @@ static int cmd_cwt(const struct wv_opts *o, const struct rtd_mother *m)
     if (!x)
         return RTD_EXIT_USAGE;
     struct rtd_cwt_plan *p = NULL;
-    double complex *wave = NULL, *fft = NULL;
+    double complex *fft = NULL;
     double *fq = NULL;
     int ret = RTD_EXIT_USAGE;
+    uint64_t tp = rtd_now_ns();
     if (make_cwt(o, m, n, &p))
         goto out;
+    double secs_plan = (double)(rtd_now_ns() - tp) * 1e-9;
     ret = RTD_EXIT_FAIL;
     size_t rows = rtd_cwt_nscales(p), k = rtd_cwt_padded(p) / 2 - 1;
-    wave = malloc(rows * n * sizeof(*wave));
     fft = malloc((k ? k : 1) * sizeof(*fft));
     fq = malloc((k ? k : 1) * sizeof(*fq));
-    if (!wave || !fft || !fq)
+    if (!fft || !fq)
         goto out;
     uint64_t t0 = rtd_now_ns();
-    if (rtd_cwt_execute(p, x, wave))
+    if (stream_rows(o, p, x, "wave", NULL, NULL, "cwt"))
         goto out;
     double secs = (double)(rtd_now_ns() - t0) * 1e-9;
     rtd_cwt_fft(p, x, fft, fq);
-    if (write_out(o, "wave", wave, rows * n * sizeof(*wave)) ||
-        write_out(o, "scales", rtd_cwt_scales(p), rows * sizeof(double)) ||
-        write_out(o, "freqs", rtd_cwt_freqs(p), rows * sizeof(double)) ||
-        write_out(o, "coi", rtd_cwt_coi(p), n * sizeof(double)) ||
-        write_out(o, "fft", fft, k * sizeof(*fft)) ||
-        write_out(o, "fftfreqs", fq, k * sizeof(double)))
+    if (write_out(o, "scales", rtd_cwt_scales(p), rows) ||
+        write_out(o, "freqs", rtd_cwt_freqs(p), rows) || write_out(o, "coi", rtd_cwt_coi(p), n) ||
+        write_arr(o, "fft", "complex128", k, 0, fft) || write_out(o, "fftfreqs", fq, k))
         goto out;
-    if (o->json) {
-        json_common(o, "cwt", secs, p);
-        printf(",\"outputs\":[\"wave\",\"scales\",\"freqs\",\"coi\",\"fft\",\"fftfreqs\"]}\n");
-    }
+    json_common(o, "cwt", secs, p);
+    jprintf(",\"seconds_plan\":%.6f,\"precision\":\"%s\"", secs_plan,
+            o->single ? "single" : "double");
+    char human[256];
+    snprintf(human, sizeof human, "cwt of %zu samples, %zu scales (%s, s0 %g, dj %g, dt %g%s)", n,
+             rows, m->name, rtd_cwt_s0(p), rtd_cwt_dj(p), rtd_cwt_dt(p),
+             o->single ? ", float32" : "");
+    if (finish(o, human))
+        goto out;
     ret = RTD_EXIT_OK;
 out:
     rtd_cwt_plan_destroy(p);
     free(x);
-    free(wave);
     free(fft);
     free(fq);
     return ret;
+}
+
+struct icwt_acc {
+    double *sum;
+    const double *scales;
+};
+
+static void icwt_sink(void *ctx, size_t j, const double complex *row, size_t n)
+{
+    struct icwt_acc *a = ctx;
+    double rs = sqrt(a->scales[j]);
+    for (size_t t = 0; t < n; t++)
+        a->sum[t] += creal(row[t]) / rs;
 }
 
 static int cmd_icwt(const struct wv_opts *o, const struct rtd_mother *m)
@@ -326,35 +708,42 @@ static int cmd_icwt(const struct wv_opts *o, const struct rtd_mother *m)
             goto out;
         rows = rtd_cwt_nscales(p);
         dj = rtd_cwt_dj(p);
-        ret = RTD_EXIT_FAIL;
-        wave = malloc(rows * n * sizeof(*wave));
-        scales = malloc(rows * sizeof(double));
-        if (!wave || !scales)
-            goto out;
-        memcpy(scales, rtd_cwt_scales(p), rows * sizeof(double));
-        t0 = rtd_now_ns();
-        if (rtd_cwt_execute(p, x, wave))
-            goto out;
     }
-    ret = RTD_EXIT_FAIL;
-    if (!(out = malloc(n * sizeof(double))))
-        goto out;
-    int rc = rtd_icwt(wave, scales, rows, n, dt, dj, m, o->flags, out);
-    if (rc) {
+    if (m->cdelta <= 0) {
         fprintf(stderr,
                 "rtdaq wavelet icwt: %s has no C_delta (PyCWT has it only for morlet:6, "
                 "paul:4, dog:2, dog:6)\n",
                 m->name);
-        ret = RTD_EXIT_USAGE;
+        goto out;
+    }
+    ret = RTD_EXIT_FAIL;
+    if (!(out = malloc(n * sizeof(double))))
+        goto out;
+    if (p) {
+        /* TC98 eq. 11 summed as the rows stream by, in rtd_icwt's order (same result). */
+        struct icwt_acc acc = {.sum = calloc(n, sizeof(double)), .scales = rtd_cwt_scales(p)};
+        t0 = rtd_now_ns();
+        if (!acc.sum || stream_rows(o, p, x, NULL, icwt_sink, &acc, "icwt")) {
+            free(acc.sum);
+            goto out;
+        }
+        double complex fac = dj * sqrt(dt) / (m->cdelta * rtd_mother_psi0(m, o->flags));
+        for (size_t t = 0; t < n; t++)
+            out[t] = creal(fac * acc.sum[t]);
+        free(acc.sum);
+    } else if (rtd_icwt(wave, scales, rows, n, dt, dj, m, o->flags, out)) {
         goto out;
     }
     double secs = (double)(rtd_now_ns() - t0) * 1e-9;
-    if (write_out(o, "iwave", out, n * sizeof(double)))
+    if (write_out(o, "iwave", out, n))
         goto out;
-    if (o->json) {
-        json_common(o, "icwt", secs, p);
-        printf(",\"n\":%zu,\"nscales\":%zu,\"outputs\":[\"iwave\"]}\n", n, rows);
-    }
+    json_common(o, "icwt", secs, p);
+    if (!p)
+        jprintf(",\"n\":%zu,\"nscales\":%zu", n, rows);
+    char human[256];
+    snprintf(human, sizeof human, "icwt of %zu scales x %zu samples (%s)", rows, n, m->name);
+    if (finish(o, human))
+        goto out;
     ret = RTD_EXIT_OK;
 out:
     rtd_cwt_plan_destroy(p);
@@ -366,6 +755,14 @@ out:
     return ret;
 }
 
+static void glbl_sink(void *ctx, size_t j, const double complex *w, size_t n)
+{
+    double *gp = ctx, acc = 0;
+    for (size_t t = 0; t < n; t++)
+        acc += creal(w[t]) * creal(w[t]) + cimag(w[t]) * cimag(w[t]);
+    gp[j] = acc / (double)n;
+}
+
 static int cmd_signif(const struct wv_opts *o, const struct rtd_mother *m)
 {
     size_t n;
@@ -375,7 +772,6 @@ static int cmd_signif(const struct wv_opts *o, const struct rtd_mother *m)
     int ret = RTD_EXIT_USAGE;
     struct rtd_cwt_plan *p = NULL;
     double *sig = NULL, *th = NULL, *dof = NULL, *gp = NULL, *dofs = NULL;
-    double complex *wave = NULL;
     if (make_cwt(o, m, n, &p))
         goto out;
     size_t rows = rtd_cwt_nscales(p);
@@ -402,8 +798,7 @@ static int cmd_signif(const struct wv_opts *o, const struct rtd_mother *m)
     th = malloc(rows * sizeof(double));
     gp = calloc(rows, sizeof(double));
     dof = malloc(rows * sizeof(double));
-    wave = malloc(rows * n * sizeof(*wave));
-    if (!sig || !th || !gp || !dof || !wave)
+    if (!sig || !th || !gp || !dof)
         goto out;
     size_t ndof = rows;
     if (o->dof_file) {
@@ -459,15 +854,18 @@ static int cmd_signif(const struct wv_opts *o, const struct rtd_mother *m)
             goto out;
         }
         double secs = (double)(rtd_now_ns() - t0) * 1e-9;
-        if (write_out(o, "savg_signif", &s, sizeof s) || write_out(o, "savg_theor", &t, sizeof t))
+        if (write_out(o, "savg_signif", &s, 1) || write_out(o, "savg_theor", &t, 1))
             goto out;
-        if (o->json) {
-            json_common(o, "signif", secs, p);
-            printf(",\"sigma_test\":2,\"alpha\":%.17g,\"variance\":%.17g,\"s1\":%.17g,"
-                   "\"s2\":%.17g,\"scale_avg_signif\":%.17g,\"scale_avg_theor\":%.17g,"
-                   "\"outputs\":[\"savg_signif\",\"savg_theor\"]}\n",
-                   alpha, var, s12[0], s12[1], s, t);
-        }
+        json_common(o, "signif", secs, p);
+        jprintf(",\"sigma_test\":2,\"alpha\":%.17g,\"variance\":%.17g,\"s1\":%.17g,"
+                "\"s2\":%.17g,\"scale_avg_signif\":%.17g,\"scale_avg_theor\":%.17g",
+                alpha, var, s12[0], s12[1], s, t);
+        char human[256];
+        snprintf(human, sizeof human,
+                 "scale-averaged significance, scales %g..%g: level %.6g, theory %.6g", s12[0],
+                 s12[1], s, t);
+        if (finish(o, human))
+            goto out;
         ret = RTD_EXIT_OK;
         goto out;
     }
@@ -479,15 +877,14 @@ static int cmd_signif(const struct wv_opts *o, const struct rtd_mother *m)
     if (do0) {
         rc = rtd_wavelet_significance(NULL, 0, var, o->dt, sc, rows, 0, alpha, o->level, NULL, 0, m,
                                       o->flags, sig, th);
-        if (rc || write_out(o, "signif", sig, rows * sizeof(double)) ||
-            write_out(o, "fft_theor", th, rows * sizeof(double)))
+        if (rc || write_out(o, "signif", sig, rows) || write_out(o, "fft_theor", th, rows))
             goto out;
         /* The same call with the signal array, which is where PyCWT's bug #26 lives. */
         rc = rtd_wavelet_significance(x, n, 0, o->dt, sc, rows, 0,
                                       isnan(o->alpha) ? (double)NAN : alpha, o->level, NULL, 0, m,
                                       o->flags, sig, th);
-        if (rc || write_out(o, "signif_arrayinput", sig, rows * sizeof(double)) ||
-            write_out(o, "fft_theor_arrayinput", th, rows * sizeof(double)))
+        if (rc || write_out(o, "signif_arrayinput", sig, rows) ||
+            write_out(o, "fft_theor_arrayinput", th, rows))
             goto out;
     }
     if (do1) {
@@ -499,30 +896,23 @@ static int cmd_signif(const struct wv_opts *o, const struct rtd_mother *m)
             ret = RTD_EXIT_USAGE;
             goto out;
         }
-        if (rtd_cwt_execute(p, x, wave))
+        if (stream_rows(o, p, x, NULL, glbl_sink, gp, "signif"))
             goto out;
-        for (size_t j = 0; j < rows; j++) {
-            const double complex *w = wave + j * n;
-            for (size_t t = 0; t < n; t++)
-                gp[j] += creal(w[t]) * creal(w[t]) + cimag(w[t]) * cimag(w[t]);
-            gp[j] /= (double)n;
-        }
-        if (write_out(o, o->sigma_test == 1 ? "signif" : "glbl_signif", sig,
-                      rows * sizeof(double)) ||
-            write_out(o, "glbl_power", gp, rows * sizeof(double)))
+        if (write_out(o, o->sigma_test == 1 ? "signif" : "glbl_signif", sig, rows) ||
+            write_out(o, "glbl_power", gp, rows))
             goto out;
     }
     double secs = (double)(rtd_now_ns() - t0) * 1e-9;
-    if (o->json) {
-        json_common(o, "signif", secs, p);
-        printf(",\"sigma_test\":%d,\"alpha\":%.17g,\"variance\":%.17g,\"significance_level\":%g,"
-               "\"outputs\":[%s%s]}\n",
-               o->sigma_test, alpha, var, o->level,
-               do0 ? "\"signif\",\"fft_theor\",\"signif_arrayinput\",\"fft_theor_arrayinput\"" : "",
-               do1 ? (o->sigma_test == 1 ? "\"signif\",\"glbl_power\""
-                                         : ",\"glbl_signif\",\"glbl_power\"")
-                   : "");
-    }
+    json_common(o, "signif", secs, p);
+    jprintf(",\"sigma_test\":%d,\"alpha\":%.17g,\"variance\":%.17g,\"significance_level\":%g",
+            o->sigma_test, alpha, var, o->level);
+    char human[256];
+    snprintf(human, sizeof human,
+             "red-noise significance (alpha %.4g, variance %.4g, level %g) "
+             "for %zu scales",
+             alpha, var, o->level, rows);
+    if (finish(o, human))
+        goto out;
     ret = RTD_EXIT_OK;
 out:
     rtd_cwt_plan_destroy(p);
@@ -532,19 +922,31 @@ out:
     free(gp);
     free(dof);
     free(dofs);
-    free(wave);
     return ret;
 }
 
+static void mc_progress_cb(void *ctx, int done, int total)
+{
+    progress_show(ctx, done, total);
+}
+
 static int run_mc(const struct wv_opts *o, const struct rtd_mother *m, double al1, double al2,
-                  double s0, int J, double *sig95, double *counts, double *nout)
+                  double s0, int J, double *sig95, double *counts, double *nout, int *from_cache)
 {
     struct rtd_wct_signif_opts so = {.level = o->level,
                                      .mc_count = o->mc,
                                      .seed = o->seed,
                                      .nthreads = o->threads,
                                      .flags = o->flags};
-    int rc = rtd_wct_significance(al1, al2, o->dt, o->dj, s0, J, m, &so, sig95, counts, nout);
+    struct progress pg;
+    progress_init(&pg, o, "wct-signif");
+    rtd_wavelet_set_progress(mc_progress_cb, &pg);
+    int rc = o->no_cache
+                 ? rtd_wct_significance(al1, al2, o->dt, o->dj, s0, J, m, &so, sig95, counts, nout)
+                 : rtd_wct_significance_cached(al1, al2, o->dt, o->dj, s0, J, m, &so, sig95, counts,
+                                               nout, from_cache);
+    rtd_wavelet_set_progress(NULL, NULL);
+    progress_end(&pg);
     if (rc)
         fprintf(stderr, "rtdaq wavelet: Monte Carlo significance failed: %s\n", strerror(-rc));
     return rc;
@@ -607,6 +1009,7 @@ static int cmd_wct(const struct wv_opts *o, const struct rtd_mother *m, int sign
     ret = RTD_EXIT_FAIL;
     uint64_t t0 = rtd_now_ns();
     double secs_wct = 0, secs_mc = 0;
+    int from_cache = 0;
     if (!signif_only) {
         int rc = rtd_wct_plan_create(&p, n, o->dt, dj, s0, J, m, o->flags);
         if (rc) {
@@ -631,11 +1034,11 @@ static int cmd_wct(const struct wv_opts *o, const struct rtd_mother *m, int sign
         }
         secs_wct = (double)(rtd_now_ns() - t0) * 1e-9;
         const struct rtd_cwt_plan *c = rtd_wct_cwt(p);
-        if (write_out(o, "WCT", wct, rows * n * sizeof(double)) ||
-            write_out(o, "aWCT", awct, rows * n * sizeof(double)) ||
-            write_out(o, "coi", rtd_cwt_coi(c), n * sizeof(double)) ||
-            write_out(o, "freq", rtd_cwt_freqs(c), rows * sizeof(double)) ||
-            write_out(o, "scales", rtd_cwt_scales(c), rows * sizeof(double)))
+        if (write_arr(o, "WCT", "float64", rows, n, wct) ||
+            write_arr(o, "aWCT", "float64", rows, n, awct) ||
+            write_out(o, "coi", rtd_cwt_coi(c), n) ||
+            write_out(o, "freq", rtd_cwt_freqs(c), rows) ||
+            write_out(o, "scales", rtd_cwt_scales(c), rows))
             goto out;
     }
     if (o->sig || signif_only) {
@@ -646,34 +1049,46 @@ static int cmd_wct(const struct wv_opts *o, const struct rtd_mother *m, int sign
         if (!sig95 || !counts || !nout || !scales)
             goto out;
         uint64_t t1 = rtd_now_ns();
-        if (run_mc(o, m, al1, al2, s0, J, sig95, counts, nout))
+        if (run_mc(o, m, al1, al2, s0, J, sig95, counts, nout, &from_cache))
             goto out;
         secs_mc = (double)(rtd_now_ns() - t1) * 1e-9;
         for (size_t j = 0; j < rows; j++)
             scales[j] = s0 * pow(2, (double)j * dj);
-        if (write_out(o, "sig95", sig95, rows * sizeof(double)) ||
-            write_out(o, "counts", counts, rows * 1000 * sizeof(double)) ||
-            write_out(o, "n_outside_coi", nout, rows * sizeof(double)) ||
-            (signif_only && write_out(o, "scales", scales, rows * sizeof(double))))
+        if (write_out(o, "sig95", sig95, rows) ||
+            write_arr(o, "counts", "float64", rows, 1000, counts) ||
+            write_out(o, "n_outside_coi", nout, rows) ||
+            (signif_only && write_out(o, "scales", scales, rows)))
             goto out;
     }
-    if (o->json) {
-        json_common(o, signif_only ? "wct-signif" : "wct", secs_wct + secs_mc,
-                    p ? rtd_wct_cwt(p) : NULL);
-        if (!p)
-            printf(",\"J\":%d,\"nscales\":%zu,\"dt\":%.17g,\"dj\":%.17g,\"s0\":%.17g,"
-                   "\"mother\":\"%s\"",
-                   J, rows, o->dt, dj, s0, m->name);
-        if (o->sig || signif_only)
-            printf(",\"mc_count\":%d,\"seed\":%llu,\"al1\":%.17g,\"al2\":%.17g,"
-                   "\"significance_level\":%g,\"surrogate_length\":%.0f,\"seconds_mc\":%.6f",
-                   o->mc, (unsigned long long)o->seed, al1, al2, o->level,
-                   ceil(s0 * pow(2, J * dj) / o->dt * 6), secs_mc);
-        if (!signif_only)
-            printf(",\"normalize\":%s,\"seconds_wct\":%.6f", o->normalize ? "true" : "false",
-                   secs_wct);
-        printf("}\n");
-    }
+    json_common(o, signif_only ? "wct-signif" : "wct", secs_wct + secs_mc,
+                p ? rtd_wct_cwt(p) : NULL);
+    if (!p)
+        jprintf(",\"J\":%d,\"nscales\":%zu,\"dt\":%.17g,\"dj\":%.17g,\"s0\":%.17g,"
+                "\"mother\":\"%s\"",
+                J, rows, o->dt, dj, s0, m->name);
+    if (o->sig || signif_only)
+        jprintf(",\"mc_count\":%d,\"seed\":%llu,\"al1\":%.17g,\"al2\":%.17g,"
+                "\"significance_level\":%g,\"surrogate_length\":%.0f,\"seconds_mc\":%.6f,"
+                "\"from_cache\":%s",
+                o->mc, (unsigned long long)o->seed, al1, al2, o->level,
+                ceil(s0 * pow(2, J * dj) / o->dt * 6), secs_mc, from_cache ? "true" : "false");
+    if (!signif_only)
+        jprintf(",\"normalize\":%s,\"seconds_wct\":%.6f", o->normalize ? "true" : "false",
+                secs_wct);
+    char human[256];
+    if (signif_only)
+        snprintf(human, sizeof human,
+                 "wct significance, %d surrogate pairs of %.0f samples (al1 %.4g, al2 %.4g, seed "
+                 "%llu), %zu scales%s",
+                 o->mc, ceil(s0 * pow(2, J * dj) / o->dt * 6), al1, al2,
+                 (unsigned long long)o->seed, rows, from_cache ? ", levels from the cache" : "");
+    else
+        snprintf(human, sizeof human, "wct of 2 x %zu samples, %zu scales%s", n, rows,
+                 !o->sig      ? ""
+                 : from_cache ? " with Monte Carlo significance (from the cache)"
+                              : " with Monte Carlo significance");
+    if (finish(o, human))
+        goto out;
     ret = RTD_EXIT_OK;
 out:
     rtd_wct_plan_destroy(p);
@@ -686,6 +1101,64 @@ out:
     free(nout);
     free(scales);
     return ret;
+}
+
+/* `rtdaq wavelet wisdom`: measure the plans for a list of FFT lengths ahead of time. */
+static int cmd_wisdom(const struct wv_opts *o, int out_given)
+{
+    size_t sizes[64], ns = 0;
+    if (o->sizes) {
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s", o->sizes);
+        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+             tok = strtok_r(NULL, ",", &save)) {
+            long v;
+            if (parse_long("sizes", tok, 2, 1l << 26, &v))
+                return RTD_EXIT_USAGE;
+            if (ns < 64)
+                sizes[ns++] = rtd_cwt_padded_len((size_t)v);
+        }
+    } else {
+        for (size_t m = 64; m <= 65536; m *= 2)
+            sizes[ns++] = m;
+    }
+    /* Into the user's cache, or (--out-dir) into a file of its own, e.g. the package's. */
+    rtd_wavelet_wisdom_auto((o->measure ? RTD_WISDOM_REFRESH : 0) |
+                            (out_given ? RTD_WISDOM_READONLY : 0));
+    struct progress pg;
+    progress_init(&pg, o, "wisdom");
+    for (size_t i = 0; i < ns; i++) {
+        int rc = rtd_wavelet_wisdom_prepare(sizes[i]);
+        if (rc) {
+            fprintf(stderr, "rtdaq wavelet wisdom: planning length %zu: %s\n", sizes[i],
+                    strerror(-rc));
+            return RTD_EXIT_FAIL;
+        }
+        progress_show(&pg, (double)(i + 1), (double)ns);
+    }
+    progress_end(&pg);
+    if (out_given) {
+        int rc = rtd_wavelet_wisdom_export_dir(o->out_dir);
+        if (rc) {
+            fprintf(stderr, "rtdaq wavelet wisdom: writing %s/fftw-wisdom: %s\n", o->out_dir,
+                    strerror(-rc));
+            return RTD_EXIT_FAIL;
+        }
+    }
+    struct rtd_wisdom_stats ws;
+    rtd_wavelet_wisdom_stats(&ws);
+    const char *where = out_given ? o->out_dir : ws.user_path;
+    if (o->json)
+        printf("{\"cmd\":\"wisdom\",\"sizes\":%zu,\"plans_measured\":%lu,"
+               "\"plans_from_wisdom\":%lu,\"file\":\"%s\",\"seconds_total\":%.6f}\n",
+               ns, ws.planned_measured, ws.planned_from_wisdom, where,
+               (double)(rtd_now_ns() - t_start) * 1e-9);
+    else if (!o->quiet)
+        printf("FFTW wisdom for %zu lengths (%zu..%zu): %lu plans measured, %lu already known "
+               "-> %s in %.1f s\n",
+               ns, sizes[0], sizes[ns - 1], ws.planned_measured, ws.planned_from_wisdom, where,
+               (double)(rtd_now_ns() - t_start) * 1e-9);
+    return RTD_EXIT_OK;
 }
 
 int rtd_cmd_wavelet(int argc, char **argv)
@@ -710,8 +1183,9 @@ int rtd_cmd_wavelet(int argc, char **argv)
                         .level = 0.95,
                         .al1 = NAN,
                         .al2 = NAN};
-    int threads_given = 0;
+    int threads_given = 0, out_given = 0;
     long lv;
+    t_start = rtd_now_ns();
     optind = 1;
     opterr = 1;
     int c;
@@ -726,6 +1200,7 @@ int rtd_cmd_wavelet(int argc, char **argv)
             break;
         case O_OUT:
             o.out_dir = optarg;
+            out_given = 1;
             break;
         case O_DT:
             bad = parse_double("dt", optarg, &o.dt);
@@ -761,6 +1236,25 @@ int rtd_cmd_wavelet(int argc, char **argv)
             break;
         case O_MEASURE:
             o.flags |= RTD_WAVELET_MEASURE;
+            o.measure = 1;
+            break;
+        case O_QUIET:
+            o.quiet = 1;
+            break;
+        case O_SIZES:
+            o.sizes = optarg;
+            break;
+        case O_NOCACHE:
+            o.no_cache = 1;
+            break;
+        case O_PRECISION:
+            if (!strcmp(optarg, "single") || !strcmp(optarg, "double")) {
+                o.single = !strcmp(optarg, "single");
+            } else {
+                fprintf(stderr, "rtdaq wavelet: --precision must be single or double (got %s)\n",
+                        optarg);
+                bad = 1;
+            }
             break;
         case O_JSON:
             o.json = 1;
@@ -875,6 +1369,8 @@ int rtd_cmd_wavelet(int argc, char **argv)
     int is_mc = !strcmp(sub, "wct-signif");
     if (is_mc && !threads_given)
         o.threads = rtd_cpu_count();
+    if (!strcmp(sub, "wisdom"))
+        return cmd_wisdom(&o, out_given);
     if (strcmp(sub, "cwt") && strcmp(sub, "icwt") && strcmp(sub, "signif") && strcmp(sub, "wct") &&
         !is_mc) {
         fprintf(stderr, "rtdaq wavelet: unknown sub-command '%s'\n%s", sub, usage);
@@ -889,6 +1385,8 @@ int rtd_cmd_wavelet(int argc, char **argv)
                 strerror(errno));
         return RTD_EXIT_FAIL;
     }
+    /* The wisdom cache first (a corrupt file is warned about and ignored), then --wisdom. */
+    rtd_wavelet_wisdom_auto(o.measure ? RTD_WISDOM_REFRESH : 0);
     if (o.wisdom)
         rtd_wavelet_wisdom_load(o.wisdom); /* a missing file is fine: it is written below */
     int ret;
