@@ -553,12 +553,17 @@ static json_t *counters_json(struct web_live *l, int full)
     }
     /* The accounting of docs/operate.md, from the same counters `rtdaq stat` shows. */
     uint64_t processed = sum_c(s, "proc.w", "frames.processed");
+    /* acq's frames.dropped is every frame lost before the ring; ring.frames_dropped is the
+     * part a full ring refused; frames the rate limit skipped are counted apart. */
+    uint64_t d_all = get_c(s, "acq", "frames.dropped");
+    uint64_t d_ring = get_c(s, "acq", "ring.frames_dropped");
+    uint64_t d_rate = get_c(s, "acq", "frames.rate_limited");
     json_t *frames =
-        json_pack("{s:I, s:I, s:{s:I, s:I, s:I, s:I}, s:o}", "received",
+        json_pack("{s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:o}", "received",
                   (json_int_t)get_c(s, "acq", "frames.rx"), "processed", (json_int_t)processed,
-                  "dropped", "camera_skip", (json_int_t)get_c(s, "acq", "frames.dropped"),
-                  "ring_full", (json_int_t)get_c(s, "acq", "ring.frames_dropped"), "rate_limit",
-                  (json_int_t)get_c(s, "acq", "frames.rate_limited"), "timeout",
+                  "dropped", "total", (json_int_t)(d_all + d_rate), "ring_full", (json_int_t)d_ring,
+                  "camera_skip", (json_int_t)(d_all >= d_ring ? d_all - d_ring : 0), "rate_limit",
+                  (json_int_t)d_rate, "incomplete_timeout",
                   (json_int_t)get_c(s, "acq", "frames.timeout"), "ring", frames_ring_json(l));
     json_t *rates = json_object();
     if (dt > 0) {
@@ -706,18 +711,23 @@ static char *metrics_text(struct web_live *l, size_t *len)
             PUSH(m);
         }
     }
-    /* Frames by outcome, named as the accounting in docs/operate.md names them. */
-    struct {
-        const char *reason, *proc, *label;
-    } drops[] = {{"camera_skip", "acq", "frames.dropped"},
-                 {"ring_full", "acq", "ring.frames_dropped"},
-                 {"rate_limit", "acq", "frames.rate_limited"},
-                 {"timeout", "acq", "frames.timeout"}};
-    for (size_t k = 0; k < sizeof drops / sizeof drops[0]; k++) {
-        struct mline m = {.type = 0, .v = (double)get_c(s, drops[k].proc, drops[k].label)};
-        snprintf(m.name, sizeof m.name, "rtdaq_frames_dropped_total");
-        snprintf(m.labels, sizeof m.labels, "reason=\"%s\"", drops[k].reason);
-        PUSH(m);
+    /* Frames by outcome, named as the accounting in docs/operate.md names them: acq's
+     * frames.dropped is every drop before the ring, ring.frames_dropped the full-ring part. */
+    {
+        uint64_t all = get_c(s, "acq", "frames.dropped");
+        uint64_t ring = get_c(s, "acq", "ring.frames_dropped");
+        struct {
+            const char *reason;
+            uint64_t v;
+        } drops[] = {{"camera_skip", all >= ring ? all - ring : 0},
+                     {"ring_full", ring},
+                     {"rate_limit", get_c(s, "acq", "frames.rate_limited")}};
+        for (size_t k = 0; k < sizeof drops / sizeof drops[0]; k++) {
+            struct mline m = {.type = 0, .v = (double)drops[k].v};
+            snprintf(m.name, sizeof m.name, "rtdaq_frames_dropped_total");
+            snprintf(m.labels, sizeof m.labels, "reason=\"%s\"", drops[k].reason);
+            PUSH(m);
+        }
     }
     {
         struct mline m = {.type = 0, .v = (double)sum_c(s, "proc.w", "frames.processed")};

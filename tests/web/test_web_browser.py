@@ -47,7 +47,7 @@ try:
     opts.binary_location = chrome
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--no-first-run", "--window-size=1500,1300", "--user-data-dir=" + profile):
+              "--no-first-run", "--window-size=1500,1700", "--user-data-dir=" + profile):
         opts.add_argument(a)
     browser = webdriver.Chrome(service=Service(driver), options=opts)
     browser.set_script_timeout(20)
@@ -121,7 +121,7 @@ try:
     check(wait_for(lambda: js("return window.rtdWeb.statsSeen") >= 2, 5) is not None,
           "the page received stats messages")
     summary = browser.find_element(By.ID, "summary").text
-    check("frames received" in summary and "ring full" in summary,
+    check("frames received" in summary and "ring full" in summary and "rate limit" in summary,
           "counters panel filled (%r...)" % summary[:60])
 
     # A set made from the page is applied.
@@ -138,7 +138,7 @@ try:
           vals.get("proc.threshold"))
     js("document.getElementById('setexpr').value = ''; document.getElementById('reply').textContent = '';")
     # Let the wavelet panel and traces fill, then the screenshot.
-    time.sleep(4)
+    time.sleep(float(os.environ.get("RTD_WEB_SCREENSHOT_WAIT", "4")))
     js("window.scrollTo(0, 0);")
     os.makedirs(os.path.dirname(os.path.abspath(shot)), exist_ok=True)
     browser.save_screenshot(shot)

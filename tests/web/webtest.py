@@ -45,7 +45,8 @@ class System:
     def __init__(self, build, tag, rate=1000, workers="1", mode="both", web_args=()):
         self.build = build
         self.rtdaq = os.path.join(build, "tools", "rtdaq")
-        self.web_bin = os.path.join(build, "web", "rtdaq-web")
+        # $RTD_WEB_BIN: another rtdaq-web build (e.g. ASan) against this build's system.
+        self.web_bin = os.environ.get("RTD_WEB_BIN") or os.path.join(build, "web", "rtdaq-web")
         pid = os.getpid()
         self.inst = "%s%d" % (tag, pid)
         # Below 32768: the ephemeral range may hand our ports to another test's connections.

@@ -85,6 +85,12 @@ function drawOverlay(hdr) {
       ctx.beginPath(); ctx.moveTo(cx - 4, cy); ctx.lineTo(cx + 4, cy); ctx.moveTo(cx, cy - 4); ctx.lineTo(cx, cy + 4); ctx.stroke();
     }
   }
+  const roi = state.roi; // acq.roi.* from the control socket's params (0 x 0: whole frame)
+  if (roi && roi.w > 0 && roi.h > 0) {
+    const [x0, y0] = toCanvas(roi.x - 0.5, roi.y - 0.5), [x1, y1] = toCanvas(roi.x + roi.w - 0.5, roi.y + roi.h - 0.5);
+    ctx.strokeStyle = '#ffd54f'; ctx.lineWidth = 1; ctx.setLineDash([6, 4]);
+    ctx.strokeRect(x0, y0, x1 - x0, y1 - y0); ctx.setLineDash([]);
+  }
   if (!hdr.fits) return;
   ctx.font = '11px system-ui'; ctx.lineWidth = 2;
   for (const ion of hdr.fits.ions) {
@@ -121,7 +127,7 @@ function onStats(s) {
   state.stats = s; state.statsSeen++;
   $('instance').textContent = s.instance;
   const fr = s.frames, r = s.rates || {};
-  const dropped = Object.values(fr.dropped).reduce((a, b) => a + b, 0);
+  const dropped = fr.dropped.total;
   const acq = s.processes.find((p) => p.process === 'acq');
   const lat = []; // frame -> result latency over the last 10 s, per worker
   for (const p of s.processes) {
@@ -134,8 +140,8 @@ function onStats(s) {
     `${fmt(r.fits_per_s)} fits/s · <span class="${dropped ? 'bad' : 'good'}">${fmt(dropped)} dropped</span>`;
   const rows = [
     ['frames received', fmt(fr.received)], ['processed', fmt(fr.processed)],
-    ['dropped: camera skip', fmt(fr.dropped.camera_skip)], ['dropped: ring full', fmt(fr.dropped.ring_full)],
-    ['dropped: rate limit', fmt(fr.dropped.rate_limit)], ['dropped: timeout', fmt(fr.dropped.timeout)],
+    ['dropped', fmt(fr.dropped.total)], ['· ring full', fmt(fr.dropped.ring_full)],
+    ['· camera skip or incomplete', fmt(fr.dropped.camera_skip)], ['· rate limit', fmt(fr.dropped.rate_limit)],
     ['lost (dead worker)', fr.ring ? fmt(fr.ring.lost_dead) : '–'],
     ['frame ring fill', fr.ring ? `${fmt(fr.ring.fill)} / ${fmt(fr.ring.slots)} (${(100 * fr.ring.fill_ratio).toFixed(1)} %)` : '–'],
     ['latency p50 / p99 (10 s)', p50 === null ? '–' : `${fmt(p50)} / ${fmt(p99)} µs`],
@@ -343,6 +349,16 @@ function connect() {
     });
   };
 }
+async function pollParams() { // the ROI rectangle follows the parameters
+  try {
+    const r = await fetch('api/v1/params').then((x) => x.json());
+    const v = {};
+    for (const p of r.params || []) v[p.name] = p.value !== undefined ? p.value : p.requested;
+    state.roi = { x: v['acq.roi.x'] || 0, y: v['acq.roi.y'] || 0, w: v['acq.roi.width'] || 0, h: v['acq.roi.height'] || 0 };
+  } catch (e) { /* ctl not running: no ROI shown */ }
+  setTimeout(pollParams, 3000);
+}
+pollParams();
 $('fps').onchange = () => state.ws && state.ws.readyState === 1 && state.ws.send('fps ' + $('fps').value);
 $('wclient').onchange = drawWavelet;
 connect();
