@@ -338,6 +338,8 @@ static int find_static(struct web_opts *o)
 }
 
 static _Atomic int stop_flag;
+/* rtd_config_argv()'s vector lives until exit (kept reachable here, as the other daemons do). */
+static char **volatile merged_argv; /* volatile: the store must not be optimised away */
 
 static void on_signal(int sig)
 {
@@ -357,6 +359,7 @@ int rtd_web_main(int argc, char **argv)
         fprintf(stderr, "rtdaq-web: %s\n", err);
         return 2;
     }
+    merged_argv = argv;
     if (parse_opts(&w->o, argc, argv))
         return 2;
     w->o.instance = rtd_instance_name(w->o.instance);

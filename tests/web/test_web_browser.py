@@ -148,4 +148,6 @@ finally:
         browser.quit()
     sysm.close()
     shutil.rmtree(profile, ignore_errors=True)
+check(sysm.web is not None and sysm.web.returncode == 0,
+      "rtdaq-web exited 0 on SIGINT (%s)" % (sysm.web.returncode if sysm.web else None))
 finish()

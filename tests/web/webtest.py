@@ -129,6 +129,9 @@ class System:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+        if self.web and self.web.returncode != 0:
+            print("rtdaq-web exited %d; its stderr ends:\n%s" %
+                  (self.web.returncode, self.web.stderr.read()[-3000:]), flush=True)
 
 
 def parse_metrics(text):
