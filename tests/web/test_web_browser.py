@@ -47,10 +47,15 @@ try:
     opts.binary_location = chrome
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--no-first-run", "--window-size=1500,1700", "--user-data-dir=" + profile):
+              "--no-first-run", "--window-size=1500,1640", "--user-data-dir=" + profile):
         opts.add_argument(a)
     browser = webdriver.Chrome(service=Service(driver), options=opts)
     browser.set_script_timeout(20)
+    def web_cpu_s():
+        with open("/proc/%d/stat" % sysm.web.pid) as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+    cpu0, t0 = web_cpu_s(), time.time()
     browser.get(sysm.base + "/")
     js = browser.execute_script
 
@@ -124,6 +129,10 @@ try:
     check("frames received" in summary and "ring full" in summary and "rate limit" in summary,
           "counters panel filled (%r...)" % summary[:60])
 
+    # The stated budget (docs/web.md): rtdaq-web under 10 % of one core with a page open.
+    cpu = 100 * (web_cpu_s() - cpu0) / (time.time() - t0)
+    check(cpu < 10, "rtdaq-web used %.1f %% of a core with the page open (budget 10 %%)" % cpu)
+
     # A set made from the page is applied.
     box = browser.find_element(By.ID, "setexpr")
     box.clear()
@@ -137,6 +146,21 @@ try:
     check(vals.get("proc.threshold") == 123, "proc.threshold is 123 after the page's set (%s)" %
           vals.get("proc.threshold"))
     js("document.getElementById('setexpr').value = ''; document.getElementById('reply').textContent = '';")
+
+    # A WCT job submitted from the page runs in rtdaq-web, finishes, and its map is drawn.
+    browser.find_element(By.ID, "wctdemo").click()
+    done = wait_for(lambda: "done" in browser.find_element(By.ID, "jobs").text, 60, 0.3)
+    check(done, "the page's WCT job finished: %r" % browser.find_element(By.ID, "jobs").text[-80:])
+    if done:
+        browser.find_element(By.CSS_SELECTOR, "#jobs button[data-show]").click()
+        drawn = wait_for(lambda: js("""
+            const c = document.getElementById('jobmap'), d = c.getContext('2d')
+                .getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 3; i < d.length; i += 4 * 13) n += d[i] > 0;
+            return n > 1000;"""), 10)
+        check(drawn, "the finished job's coherence map is drawn")
+    js("document.getElementById('reply').textContent = '';")
     # Let the wavelet panel and traces fill, then the screenshot.
     time.sleep(float(os.environ.get("RTD_WEB_SCREENSHOT_WAIT", "4")))
     js("window.scrollTo(0, 0);")

@@ -164,13 +164,13 @@ function onStats(s) {
       state.traces.get(id).push([pt.t, x, y, amp, sigma, A]);
     }
   }
-  for (const w of s.wavelet || []) {
-    if (w.kind !== 'power') continue;
-    if (!state.wav.has(w.client)) {
-      state.wav.set(w.client, []);
-      const o = document.createElement('option'); o.value = o.textContent = w.client; $('wclient').appendChild(o);
+  for (const w of s.wavelet || []) { // band power per channel, coherence per channel pair
+    const key = w.kind === 'power' ? `power ${w.client}` : `coherence ${w.clients[0]}–${w.clients[1]}`;
+    if (!state.wav.has(key)) {
+      state.wav.set(key, []);
+      const o = document.createElement('option'); o.value = o.textContent = key; $('wclient').appendChild(o);
     }
-    state.wav.get(w.client).push({ t: w.t, v: w.v });
+    state.wav.get(key).push({ t: w.t, v: w.v });
   }
   const span = +$('span').value * 1000, now = Date.now();
   for (const [id, a] of state.traces) {
@@ -244,16 +244,18 @@ function heat(ctx, W, H, rows, cols, get, lo, hi) {
 }
 
 function drawWavelet() {
-  const cl = $('wclient').value, a = state.wav.get(+cl);
+  const key = $('wclient').value, a = state.wav.get(key);
   const cv = $('wmap'), ctx = cv.getContext('2d');
   if (!a || !a.length) return;
-  $('wnote').textContent = `client ${cl}: log10 band power, time → (last ${a.length} windows), bands ↓ (rtdaq-proc --bands)`;
-  const nb = a[0].v.length;
-  let lo = Infinity, hi = -Infinity;
-  for (const w of a) for (const v of w.v) if (v > 0) { const l = Math.log10(v); lo = Math.min(lo, l); hi = Math.max(hi, l); }
+  const coh = key.startsWith('coherence');
+  $('wnote').textContent = `${key}: ${coh ? 'mean coherence R² (0–1)' : 'log10 band power'}, ` +
+    `time → (last ${a.length} windows), bands ↓ (rtdaq-proc --bands)`;
+  const nb = a[0].v.length, val = (v) => coh ? v : v > 0 ? Math.log10(v) : null;
+  let lo = coh ? 0 : Infinity, hi = coh ? 1 : -Infinity;
+  if (!coh) for (const w of a) for (const v of w.v) { const l = val(v); if (l !== null) { lo = Math.min(lo, l); hi = Math.max(hi, l); } }
   if (!(hi > lo)) hi = lo + 1;
   ctx.clearRect(0, 0, cv.width, cv.height);
-  heat(ctx, cv.width, cv.height, nb, a.length, (r, c) => a[c].v[r] > 0 ? Math.log10(a[c].v[r]) : null, lo, hi);
+  heat(ctx, cv.width, cv.height, nb, a.length, (r, c) => val(a[c].v[r]), lo, hi);
 }
 
 // A finished WCT job: time × period map, the cone of influence and the 95 % contour.
