@@ -104,7 +104,9 @@ void web_ws_poll(struct web *w, int timeout_ms);
 /* Main thread: count of clients that may take a frame now (credit, pace). */
 int web_ws_want_frame(struct web *w, uint64_t now_ns);
 /* Main thread: send to every client; binary frames only to those with credit. */
-void web_ws_broadcast_frame(struct web *w, const void *msg, size_t len, uint64_t now_ns);
+/* msg16/msg8: the same frame as u16 and as u8; each client gets the one it asked for. */
+void web_ws_broadcast_frame(struct web *w, const void *msg16, size_t len16, const void *msg8,
+                            size_t len8, uint64_t now_ns);
 void web_ws_broadcast_text(struct web *w, const char *text, size_t len);
 void web_ws_close_all(struct web *w);
 

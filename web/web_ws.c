@@ -38,6 +38,7 @@ struct web_ws_client {
     size_t in_len;
     int credit;
     double fps; /* the client's own cap (<= max_fps) */
+    int u8;     /* frames as u8 (scaled) rather than u16 */
     uint64_t last_frame_ns;
     int dead;
 };
@@ -226,7 +227,8 @@ static void flush_out(struct web *w, struct web_ws_client *c)
     }
 }
 
-/* A text command from the page: "next" (drawn, send another) or "fps N" (its own cap). */
+/* A text command from the page: "next" (drawn, send another), "fps N" (its own cap),
+ * "enc u8" or "enc u16" (the frames' pixel encoding). */
 static void command(struct web *w, struct web_ws_client *c, const char *s, size_t len)
 {
     if (len == 4 && !memcmp(s, "next", 4)) {
@@ -239,6 +241,10 @@ static void command(struct web *w, struct web_ws_client *c, const char *s, size_
         double f = strtod(buf, NULL);
         if (f > 0)
             c->fps = f < w->o.max_fps ? f : w->o.max_fps;
+    } else if (len == 6 && !memcmp(s, "enc u8", 6)) {
+        c->u8 = 1;
+    } else if (len == 7 && !memcmp(s, "enc u16", 7)) {
+        c->u8 = 0;
     }
 }
 
@@ -385,7 +391,8 @@ int web_ws_want_frame(struct web *w, uint64_t now_ns)
     return n;
 }
 
-void web_ws_broadcast_frame(struct web *w, const void *msg, size_t len, uint64_t now_ns)
+void web_ws_broadcast_frame(struct web *w, const void *msg16, size_t len16, const void *msg8,
+                            size_t len8, uint64_t now_ns)
 {
     for (struct web_ws_client *c = w->ws; c; c = c->next) {
         if (!wants(c, now_ns)) {
@@ -393,7 +400,7 @@ void web_ws_broadcast_frame(struct web *w, const void *msg, size_t len, uint64_t
                 web_count(w, W_WS_SKIPPED_BUSY, 1);
             continue;
         }
-        if (queue(c, 2, msg, len)) {
+        if (queue(c, 2, c->u8 ? msg8 : msg16, c->u8 ? len8 : len16)) {
             c->dead = 1;
             continue;
         }

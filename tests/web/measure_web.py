@@ -2,7 +2,7 @@
 """What the live page costs the acquisition: the demo at 10 kHz (synthetic camera, one fit
 worker, one wavelet worker, ctl, packet simulator) with rtdaq-web, and a headless Chromium
 that alternates between the live page and about:blank, in windows of --window seconds
-(closed, open, closed, open, ...: interleaved in the same run). Per window: frames received,
+(closed, open u16, closed, open u8, ...: interleaved in the same run). Per window: frames received,
 dropped (every reason), processed, lost; rtdaq-web's and Chromium's CPU; WebSocket bytes and
 frames sent. Not a pass/fail test: prints one JSON object per window and a summary.
 Usage: measure_web.py BUILD [--windows 8] [--window 15] [--rate 10000]
@@ -84,8 +84,12 @@ try:
     rows = []
     for i in range(a.windows):
         page = i % 2 == 1
+        enc = "u16" if i % 4 == 1 else "u8"  # open windows alternate the pixel encoding
         browser.get(sysm.base + "/" if page else "about:blank")
         time.sleep(1.0)  # the page connected (or closed) before the window starts
+        if page:
+            browser.execute_script(
+                "const e = document.getElementById('enc'); e.value = '%s'; e.onchange();" % enc)
         cpids = [browser.service.process.pid] + children(browser.service.process.pid)
         t0, s0 = time.time(), totals(sysm, sysm.stat())
         w0, c0 = cpu_s([sysm.web.pid]), cpu_s(cpids)
@@ -93,7 +97,7 @@ try:
         t1, s1 = time.time(), totals(sysm, sysm.stat())
         w1, c1 = cpu_s([sysm.web.pid]), cpu_s(cpids)
         dt = t1 - t0
-        r = {"page": "open" if page else "closed", "seconds": round(dt, 2)}
+        r = {"page": "open " + enc if page else "closed", "seconds": round(dt, 2)}
         r.update({k: s1[k] - s0[k] for k in s0})
         r["frames_per_s"] = round(r["rx"] / dt)
         r["web_cpu_pct"] = round(100 * (w1 - w0) / dt, 2)
@@ -104,7 +108,7 @@ try:
         print(json.dumps(r), flush=True)
         rows.append(r)
     for state in ("closed", "open"):
-        w = [r for r in rows if r["page"] == state]
+        w = [r for r in rows if r["page"].startswith(state)]
         print(json.dumps({"summary": state, "windows": len(w),
                           "frames": sum(r["rx"] for r in w),
                           "dropped": sum(r["dropped"] for r in w),

@@ -73,6 +73,20 @@ try:
         return hi - lo;""")
     check(spread > 100, "the frame canvas holds an image (green channel spread %d)" % spread)
 
+    # The u8 encoding (scaled by rtdaq-web) draws an image too; then back to u16.
+    js("const e = document.getElementById('enc'); e.value = 'u8'; e.onchange();")
+    got = wait_for(lambda: js("return window.rtdWeb.lastFrame.enc") == "u8", 10)
+    spread8 = js("""
+        const c = document.getElementById('frame'), d = c.getContext('2d')
+            .getImageData(0, 0, c.width, c.height).data;
+        let lo = 255, hi = 0;
+        for (let i = 0; i < d.length; i += 4 * 97) { lo = Math.min(lo, d[i + 1]); hi = Math.max(hi, d[i + 1]); }
+        return hi - lo;""")
+    check(got and spread8 > 100, "u8 frames drawn after 'enc u8' (green spread %d)" % spread8)
+    js("const e = document.getElementById('enc'); e.value = 'u16'; e.onchange();")
+    check(wait_for(lambda: js("return window.rtdWeb.lastFrame.enc") == "u16", 10),
+          "back to u16 frames")
+
     # Markers against truth, on a frame that has fits (threshold is the default here).
     def frame_with_fits():
         return js("""

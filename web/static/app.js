@@ -38,8 +38,10 @@ function drawFrame(buf) {
   const jl = dv.getUint32(4, true);
   const hdr = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 8, jl)));
   const start = (8 + jl + 7) & ~7;
-  const px = new Uint16Array(buf, start, hdr.bw * hdr.bh);
-  let lo = +$('lo').value, hi = +$('hi').value;
+  // u16: ADU as acquired; u8: (ADU - lo) * 255 / (hi - lo), scaled by rtdaq-web.
+  const u8 = hdr.enc === 'u8', px = u8 ? new Uint8Array(buf, start, hdr.bw * hdr.bh) : new Uint16Array(buf, start, hdr.bw * hdr.bh);
+  const toRaw = (v) => u8 ? hdr.lo + v * (hdr.hi - hdr.lo) / 255 : v, fromRaw = (a) => u8 ? (a - hdr.lo) * 255 / (hdr.hi - hdr.lo) : a;
+  let lo = fromRaw(+$('lo').value), hi = fromRaw(+$('hi').value);
   if ($('contrast').value === 'auto') { // 0.5 % and 99.9 % of a subsample
     const s = [];
     for (let i = 0; i < px.length; i += 7) s.push(px[i]);
@@ -68,7 +70,7 @@ function drawFrame(buf) {
   const f = hdr.fits;
   $('frameinfo').textContent = `#${hdr.id} ${hdr.w}×${hdr.h}` + (hdr.bin > 1 ? ` (bin ${hdr.bin})` : '') +
     ` · ${f ? f.n_ions + ' ions, latency ' + f.latency_us.toFixed(0) + ' µs' : 'no fits'}` +
-    ` · contrast ${lo}–${hi}` + (hdr.partial ? ' · PARTIAL' : '');
+    ` · contrast ${Math.round(toRaw(lo))}–${Math.round(toRaw(hi))} · ${hdr.enc} ${(buf.byteLength / 1024).toFixed(0)} KiB` + (hdr.partial ? ' · PARTIAL' : '');
 }
 
 // Frame pixel (x = column, y = row; pixel centres at integers) to canvas, and back.
@@ -342,7 +344,7 @@ function connect() {
   const ws = new WebSocket(url);
   ws.binaryType = 'arraybuffer';
   state.ws = ws;
-  ws.onopen = () => { $('conn').textContent = 'live'; $('conn').className = 'good'; ws.send('fps ' + $('fps').value); };
+  ws.onopen = () => { $('conn').textContent = 'live'; $('conn').className = 'good'; ws.send('fps ' + $('fps').value); ws.send('enc ' + $('enc').value); };
   ws.onclose = () => { $('conn').textContent = 'disconnected: retrying'; $('conn').className = 'bad'; setTimeout(connect, 1000); };
   ws.onmessage = (e) => {
     if (typeof e.data === 'string') { onStats(JSON.parse(e.data)); return; }
@@ -363,4 +365,5 @@ async function pollParams() { // the ROI rectangle follows the parameters
 pollParams();
 $('fps').onchange = () => state.ws && state.ws.readyState === 1 && state.ws.send('fps ' + $('fps').value);
 $('wclient').onchange = drawWavelet;
+$('enc').onchange = () => state.ws && state.ws.readyState === 1 && state.ws.send('enc ' + $('enc').value);
 connect();
