@@ -115,6 +115,7 @@ struct web_live {
     /* frames */
     struct rtd_ring *fring;
     struct rtd_consumer *fcons;
+    uint64_t next_pos; /* position of the next frame the monitor reads (skip to the newest) */
     uint64_t flapped_seen;
     int pending;
     uint64_t p_seq, p_id, p_ts_real, p_copied_ns;
@@ -221,6 +222,7 @@ static void frames_close(struct web_live *l)
     if (l->fring)
         rtd_ring_close(l->fring);
     l->fcons = NULL;
+    l->next_pos = 0;
     l->fring = NULL;
     l->pending = 0;
 }
@@ -927,19 +929,13 @@ static void drain(struct web_live *l, struct res_follow *f, uint64_t now)
     } rec;
     int got = 0;
     for (int k = 0; k < DRAIN_BUDGET; k++) {
-        const struct rtd_pkt_hdr *h;
-        int rc = rtd_pkt_next(f->cons, &h);
-        if (rc)
+        /* shm's copy-out read: a record overwritten before or during the copy is discarded
+         * and counted in the consumer's lapped count, never returned torn. */
+        int rc = rtd_pkt_copy(f->cons, rec.b, sizeof rec.b, NULL);
+        if (rc < 0)
             break;
         got = 1;
-        uint32_t len = h->len; /* racy by design: validated below before use */
-        if (len > sizeof rec.b - sizeof rec.h)
-            len = 0;
-        memcpy(&rec, h, sizeof rec.h + len);
-        if (!rtd_pkt_valid(f->cons, h)) {
-            web_count(l->w, W_RESULTS_TORN, 1);
-            continue;
-        }
+        uint32_t len = (uint32_t)rc;
         rec.h.len = len;
         web_count(l->w, W_RESULTS_READ, 1);
         const void *p = rec.b + sizeof rec.h;
@@ -972,50 +968,48 @@ static void drain(struct web_live *l, struct res_follow *f, uint64_t now)
 static int grab_frame(struct web_live *l, uint64_t now)
 {
     const struct rtd_ring_hdr *rh = rtd_ring_header(l->fring);
-    struct rtd_frame f;
-    for (;;) {
-        if (rtd_frame_peek(l->fcons, &f))
-            return 0;
-        uint64_t pos = atomic_load_explicit(&f.hdr->slot_seq, memory_order_acquire);
-        uint64_t pub = atomic_load_explicit(&rh->published, memory_order_acquire);
-        if (pos + 1 < pub) { /* a newer one is there: this one is not shown */
-            rtd_frame_release(l->fcons);
-            web_count(l->w, W_FRAMES_SKIPPED, 1);
-            continue;
-        }
-        break;
-    }
-    /* Copy descriptor and pixels, then check the slot still holds the same frame. */
-    uint32_t w = f.hdr->width, h = f.hdr->height, fmt = f.hdr->pixfmt, len = f.hdr->len;
-    uint64_t seq = f.hdr->seq, id = f.hdr->frame_id, ts = f.hdr->ts_real_ns;
-    uint32_t flags = f.hdr->flags;
     uint32_t payload = rh->slot_payload;
-    int ok = fmt == RTD_PIXFMT_MONO16 && w && h && w <= 16384 && h <= 16384 &&
-             (uint64_t)w * h * 2 <= len && len <= payload;
-    size_t px = ok ? (size_t)w * h : 0;
-    if (ok && px > l->pix_cap) {
-        uint16_t *b = realloc(l->pix, px * sizeof *b);
+    if ((size_t)payload > l->pix_cap * 2) {
+        uint16_t *b = realloc(l->pix, ((size_t)payload + 1) / 2 * sizeof *b);
         if (!b)
-            ok = 0;
-        else {
-            l->pix = b;
-            l->pix_cap = px;
-        }
+            return 0;
+        l->pix = b;
+        l->pix_cap = ((size_t)payload + 1) / 2;
     }
+    /*
+     * Skip to the newest frame by copying only descriptors (cheap), then copy the newest
+     * one whole: shm's copy-out read checks the slot after the copy, so a frame overwritten
+     * meanwhile is discarded (counted lapped), never shown torn.
+     */
+    struct rtd_frame_hdr fh;
+    int rc;
+    for (;;) {
+        uint64_t pub = atomic_load_explicit(&rh->published, memory_order_acquire);
+        if (l->next_pos + 1 >= pub)
+            break;
+        rc = rtd_frame_copy(l->fcons, &fh, NULL, 0, NULL);
+        if (rc < 0)
+            return 0;
+        l->next_pos = fh.seq + 1;
+        web_count(l->w, W_FRAMES_SKIPPED, 1);
+    }
+    uint64_t lapped = 0;
+    rc = rtd_frame_copy(l->fcons, &fh, l->pix, l->pix_cap * 2, &lapped);
+    if (lapped)
+        web_count(l->w, W_FRAMES_TORN, lapped);
+    if (rc < 0)
+        return 0;
+    l->next_pos = fh.seq + 1;
+    uint32_t w = fh.width, h = fh.height, fmt = fh.pixfmt, len = fh.len;
+    uint64_t seq = fh.seq, id = fh.frame_id, ts = fh.ts_real_ns;
+    uint32_t flags = fh.flags;
+    int ok = fmt == RTD_PIXFMT_MONO16 && w && h && w <= 16384 && h <= 16384 &&
+             (uint64_t)w * h * 2 <= len && len <= payload && (uint64_t)w * h * 2 <= (uint64_t)rc;
     size_t toff = ((size_t)w * h * 2 + 7) & ~(size_t)7;
     l->have_truth = 0;
-    if (ok) {
-        memcpy(l->pix, f.data, px * 2);
-        if (toff + sizeof l->truth <= payload) {
-            memcpy(&l->truth, f.data + toff, sizeof l->truth);
-            l->have_truth = l->truth.magic == RTD_SYNTH_TRUTH_MAGIC && l->truth.n_ions <= 64;
-        }
-    }
-    int valid = rtd_frame_valid(l->fcons, &f);
-    rtd_frame_release(l->fcons);
-    if (!valid) {
-        web_count(l->w, W_FRAMES_TORN, 1);
-        return 0;
+    if (ok && toff + sizeof l->truth <= (size_t)rc) {
+        memcpy(&l->truth, (const uint8_t *)l->pix + toff, sizeof l->truth);
+        l->have_truth = l->truth.magic == RTD_SYNTH_TRUTH_MAGIC && l->truth.n_ions <= 64;
     }
     if (!ok)
         return 0;
