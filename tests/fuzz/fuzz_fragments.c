@@ -7,8 +7,11 @@
  * pattern of (frame id, byte offset the header claims), so every frame acq
  * publishes can be checked from the ring: a complete frame holds exactly its
  * own pattern in every byte (no byte of another frame, none stale), a partial
- * one its pattern or zero. This is the oracle that catches the stale-pixel
- * frames of issue 13, beyond the sanitizers catching the bitmap overflow.
+ * one its pattern or zero. Whenever no frame is open, the slot the next frame
+ * will get is filled with 0xa5 first, so a byte no fragment wrote shows in
+ * every run, not only after earlier inputs left other frames there. This is
+ * the oracle that catches the stale-pixel frames of issue 13, beyond the
+ * sanitizers catching the bitmap overflow.
  */
 #include "fuzz_acq.h"
 
@@ -46,6 +49,14 @@ static void check_frames(struct acq *a)
     }
 }
 
+/* Claim the next slot without publishing it (the next claim gets the same one) and poison it. */
+static void poison_next_slot(struct acq *a)
+{
+    struct rtd_frame f;
+    if (!a->fasm.active && rtd_frame_claim(a->fring, &f) == 0)
+        memset(f.data, 0xa5, a->slot_payload);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct acq *a = fuzz_acq_get();
@@ -54,12 +65,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz.cfg.partial = data[0] & 1 ? RTD_PARTIAL_DELIVER : RTD_PARTIAL_DROP;
     data++;
     size--;
+    poison_next_slot(a);
     const uint8_t *piece;
     size_t len;
     while (fuzz_next_piece(&data, &size, &piece, &len)) {
         if (!len) { /* time passes: an open frame times out */
             a->fasm.start_ns = 0;
             acq_housekeeping(a, 0);
+            poison_next_slot(a);
             continue;
         }
         memcpy(buf, piece, len);
@@ -69,7 +82,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (size_t i = h.hdr_len; i < len; i++)
                 buf[i] = pat(h.frame_id, (uint64_t)h.offset + (i - h.hdr_len));
         }
+        uint64_t ended = a->cnt[C_FRAMES_RX] + a->cnt[C_FRAMES_PARTIAL];
         acq_frame_fragment(a, buf, len);
+        if (a->cnt[C_FRAMES_RX] + a->cnt[C_FRAMES_PARTIAL] != ended)
+            poison_next_slot(a);
         const struct acq_fasm *fa = &a->fasm;
         if (fa->active) {
             uint32_t bits = 0;
