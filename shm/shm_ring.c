@@ -717,16 +717,20 @@ uint64_t rtd_consumer_lapped(const struct rtd_consumer *c)
 
 /*
  * Refresh the cached published position; -EAGAIN nothing new, -ENOTCONN we were
- * reaped and found no slot to register again. Every refresh checks that the
- * slot is still ours (two loads of our own line; rtdaq-bench ring: no change
- * measurable, docs/shm.md); the heartbeat is stored every 256th.
+ * reaped and found no slot to register again. Whether the slot is still ours is
+ * checked before every cursor store (release_ok()), which tells us through
+ * c->lost; here only every 256th refresh (with the heartbeat), so an idle
+ * reader that releases nothing notices too. Checking here on every refresh
+ * cost ~1 ns per publish-each round trip on one core (docs/shm.md).
  */
 static int refresh(struct rtd_consumer *c)
 {
-    if (__builtin_expect(!slot_ours(c), 0) && reregister(c))
-        return -ENOTCONN;
-    if ((++c->refreshes & 255) == 0)
+    if (__builtin_expect(c->lost || (++c->refreshes & 255) == 0, 0)) {
+        if (!slot_ours(c) && reregister(c))
+            return -ENOTCONN;
+        c->lost = false;
         atomic_store_explicit(&c->slot->heartbeat_ns, rtd_now_ns(), memory_order_relaxed);
+    }
     /* A5: pairs with R5 in publish: records below published are complete. */
     c->hot.pub = atomic_load_explicit(&c->ring->hdr->published, memory_order_acquire);
     return diff64(c->hot.pub, c->hot.pos) > 0 ? 0 : -EAGAIN;
@@ -759,6 +763,7 @@ static inline bool release_ok(struct rtd_consumer *c)
     if (__builtin_expect(slot_ours(c), 1))
         return true;
     c->hot.pub = c->hot.pos;
+    c->lost = true;
     return false;
 }
 
