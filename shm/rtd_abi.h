@@ -35,7 +35,7 @@
  *                 payload, 8-byte aligned, never split across the end: a
  *                 RTD_PKT_PAD record, or a tail shorter than a header, fills
  *                 the end), then a zero guard of 72 KiB (one maximal record
- *                 rounded to pages) so in-place reads by monitors never fault.
+ *                 rounded to pages), from when monitors read in place (kept).
  *
  * Positions are free-running 64-bit counts (frames: slots; packets: bytes),
  * masked on use; the capacity is a power of two. A consumer's cursor is the

@@ -46,7 +46,8 @@ struct rtd_group {
     uint64_t pub;  /* cached published */
     uint64_t last_dead_check_ns;
     uint32_t takes;
-    uint32_t m_gen; /* m->gen when we joined (or last noticed a revival) */
+    uint32_t m_gen;  /* m->gen when we joined (or last noticed a revival) */
+    uint32_t cs_gen; /* cs->gen when we took the frame we hold */
     uint64_t rejoined;
 };
 
@@ -290,6 +291,7 @@ static bool adopt_orphans(struct rtd_group *gh, struct rtd_frame *f)
                 /* Hold it ourselves before the orphan lets go, so the cursor never passes it. */
                 atomic_store_explicit(&gh->m->holding, hold, memory_order_seq_cst);
                 gh->held = hold;
+                gh->cs_gen = atomic_load_explicit(&gh->cs->gen, memory_order_relaxed);
                 frame_at(r, hold, f);
                 atomic_fetch_add_explicit(&g->adopted, 1, memory_order_relaxed);
                 atomic_fetch_add_explicit(&gh->m->taken, 1, memory_order_relaxed);
@@ -369,10 +371,10 @@ int rtd_group_take(struct rtd_group *gh, struct rtd_frame *f)
     }
     /*
      * A revival that bumped our generation before this load read next and our
-     * holding after it, so it counted this frame lost: do not process it, and
+     * holding after it, so it counted this frame lost: do not hand it out, and
      * let go of it (a holding below the revived cursor would pin it). A
-     * revival that bumps it after this load counts a frame we do process: the
-     * one at-least-once case, documented in docs/shm.md.
+     * revival that bumps it after this load takes the holding from us and
+     * counts the frame; our rtd_group_done() then returns -ESTALE.
      */
     if (__builtin_expect(atomic_load_explicit(&gh->m->gen, memory_order_seq_cst) != gh->m_gen, 0)) {
         atomic_store_explicit(&gh->m->holding, RTD_GROUP_NONE, memory_order_seq_cst);
@@ -380,21 +382,34 @@ int rtd_group_take(struct rtd_group *gh, struct rtd_frame *f)
         return rc ? rc : -EAGAIN;
     }
     gh->held = atomic_load_explicit(&gh->m->holding, memory_order_relaxed);
+    gh->cs_gen = atomic_load_explicit(&gh->cs->gen, memory_order_relaxed);
     atomic_fetch_add_explicit(&gh->m->taken, 1, memory_order_relaxed);
     frame_at(r, gh->held, f);
     return 0;
 }
 
+/*
+ * Let go of the frame we hold. The exchange on our holding decides, against a
+ * reviver's exchange (revive_group()), who accounts for the frame: a reviver
+ * that took the holding counted it lost; if we took it back ourselves, nobody
+ * counted it, and it is done, unless the group's cursor was reaped (or revived)
+ * since we took it: then the cursor no longer protected the slot, and we count
+ * it lost ourselves. Either way -ESTALE tells the caller to discard its result.
+ */
 int rtd_group_done(struct rtd_group *gh, const struct rtd_frame *f)
 {
     (void)f;
-    if (gh->held == RTD_GROUP_NONE)
+    const uint64_t held = gh->held;
+    if (held == RTD_GROUP_NONE)
         return 0;
-    atomic_store_explicit(&gh->m->holding, RTD_GROUP_NONE, memory_order_seq_cst);
     gh->held = RTD_GROUP_NONE;
-    /* Revived while we held it: counted lost by the reviver, and maybe overwritten since. */
-    if (atomic_load_explicit(&gh->m->gen, memory_order_seq_cst) != gh->m_gen)
+    if (atomic_exchange_explicit(&gh->m->holding, RTD_GROUP_NONE, memory_order_seq_cst) != held)
         return -ESTALE;
+    if (atomic_load_explicit(&gh->cs->state, memory_order_seq_cst) != RTD_CSLOT_ACTIVE ||
+        atomic_load_explicit(&gh->cs->gen, memory_order_relaxed) != gh->cs_gen) {
+        atomic_fetch_add_explicit(&gh->g->lost_dead, 1, memory_order_relaxed);
+        return -ESTALE;
+    }
     /* The group's frames done, shown by rtdaq stat as the shared cursor's `consumed`. */
     atomic_fetch_add_explicit(&gh->cs->consumed, 1, memory_order_relaxed);
     advance_cursor(gh);

@@ -81,6 +81,7 @@ struct rtd_consumer {
     uint64_t lap_mark;   /* monitor: lapped when the last record was handed out */
     uint32_t refreshes;  /* heartbeat every 256 refreshes of pub */
     bool holding;        /* frames: a peeked frame not yet released */
+    bool lost; /* a release found the slot no longer ours: the next refresh re-registers */
 };
 
 /* Claim a consumer slot and register it (see F4); index or -EBUSY. */

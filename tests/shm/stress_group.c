@@ -234,9 +234,15 @@ static int run_alldead(struct rtd_ring *r)
         usleep(1000);
     const uint64_t n1 = nframes / 3, n2 = 2 * nframes / 3;
     fail |= produce(r, 0, n1);
+    /* Frames one by one until the victim holds one (the other member leaves it the next). */
     atomic_store(&ctl->freeze, 1);
-    while (!atomic_load(&ctl->victim_held) && !atomic_load(&ctl->fail))
+    for (uint64_t i = n1; !atomic_load(&ctl->victim_held) && !atomic_load(&ctl->fail) && !fail;) {
+        if (i < n1 + 8) {
+            fail |= produce(r, i, i + 1);
+            i++;
+        }
         usleep(1000);
+    }
     atomic_store(&ctl->halt, 1);
     while (atomic_load(&ctl->parked) < 1 && !atomic_load(&ctl->fail))
         usleep(1000);
