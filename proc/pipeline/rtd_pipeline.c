@@ -65,6 +65,7 @@ struct rtd_pipe {
      */
     float *bbuf;        /* binned window, cap_w * cap_h */
     float *mrow, *srow; /* one row of the model and of 1 / noise, cap_w */
+    float *colacc;      /* per-column accumulators of the model fit, 5 x cap_w */
     int nbx, nby;
     int bx0[PIPE_BG_MAXB + 1], by0[PIPE_BG_MAXB + 1];
     float bcx[PIPE_BG_MAXB], bcy[PIPE_BG_MAXB];
@@ -216,7 +217,8 @@ static void pipe_free_scratch(struct rtd_pipe *p)
     free(p->bbuf);
     free(p->mrow);
     free(p->srow);
-    p->pad = p->hbl = p->blur = p->sample = p->bbuf = p->mrow = p->srow = NULL;
+    free(p->colacc);
+    p->pad = p->hbl = p->blur = p->sample = p->bbuf = p->mrow = p->srow = p->colacc = NULL;
 }
 
 static int pipe_grow(struct rtd_pipe *p, int w, int h)
@@ -235,9 +237,11 @@ static int pipe_grow(struct rtd_pipe *p, int w, int h)
         p->bbuf = malloc(sizeof(float) * n);
         p->mrow = malloc(sizeof(float) * ((size_t)cw + 16));
         p->srow = malloc(sizeof(float) * ((size_t)cw + 16));
+        p->colacc = malloc(sizeof(float) * 5 * ((size_t)cw + 16));
     }
     if (!p->pad || !p->hbl || !p->blur || !p->sample ||
-        (p->cfg.background == RTD_PIPE_BG_SMOOTH && (!p->bbuf || !p->mrow || !p->srow))) {
+        (p->cfg.background == RTD_PIPE_BG_SMOOTH &&
+         (!p->bbuf || !p->mrow || !p->srow || !p->colacc))) {
         pipe_free_scratch(p);
         p->cap_w = p->cap_h = 0;
         return -ENOMEM;
@@ -680,6 +684,24 @@ static void grid_row(const struct rtd_pipe *p, const float *col, int w, float *r
     }
 }
 
+/* The model along part of a row: n points from x0 in steps of dx (binned), for the ROIs. */
+static void grid_span(const struct rtd_pipe *p, const float *col, float x0, float dx, int n,
+                      float *out)
+{
+    if (p->nbx == 1) {
+        for (int k = 0; k < n; k++)
+            out[k] = col[0];
+        return;
+    }
+    int i = 0;
+    for (int k = 0; k < n; k++) {
+        const float x = x0 + dx * (float)k;
+        while (i < p->nbx - 2 && x > p->bcx[i + 1])
+            i++;
+        out[k] = col[i] + (x - p->bcx[i]) * (col[i + 1] - col[i]) / (p->bcx[i + 1] - p->bcx[i]);
+    }
+}
+
 /* The model at one binned point (x, y): for the ROIs of the fits. */
 static float grid_at(const struct rtd_pipe *p, const float *col, float x)
 {
@@ -691,24 +713,48 @@ static float grid_at(const struct rtd_pipe *p, const float *col, float x)
     return col[i] + (x - p->bcx[i]) * (col[i + 1] - col[i]) / (p->bcx[i + 1] - p->bcx[i]);
 }
 
-/* Per-block sums of one row segment: all values, and those inside [lo, hi] (clipped). */
+/*
+ * Per-column accumulation over the rows of one block row (whole rows at a time, so the loops
+ * vectorise; the blocks' sums are taken from the columns at the end of the block row): the
+ * residual r = v - m, its square, and inside [lo, hi] (per column: its block's limits) the
+ * clipped sum, square and count.
+ */
 RTD_PIPE_CLONES
-static void seg_sums(const float *restrict v, const float *restrict m, int n, float lo, float hi,
-                     double *all2, double *s, double *s2, double *cnt)
+static void col_sq(const float *restrict v, const float *restrict m, int n, float *restrict a2)
 {
-    float a2 = 0, cs = 0, cs2 = 0, cn = 0;
     for (int x = 0; x < n; x++) {
         const float r = v[x] - m[x];
-        const float in = (r >= lo && r <= hi) ? 1.0f : 0.0f;
-        a2 += r * r;
-        cs += in * r;
-        cs2 += in * r * r;
-        cn += in;
+        a2[x] += r * r;
     }
-    *all2 += (double)a2;
-    *s += (double)cs;
-    *s2 += (double)cs2;
-    *cnt += (double)cn;
+}
+
+RTD_PIPE_CLONES
+static void col_clip(const float *restrict v, const float *restrict m, const float *restrict lo,
+                     const float *restrict hi, int n, float *restrict cs, float *restrict cs2,
+                     float *restrict cn)
+{
+    for (int x = 0; x < n; x++) {
+        const float r = v[x] - m[x];
+        const float in = (r >= lo[x] && r <= hi[x]) ? 1.0f : 0.0f;
+        cs[x] += in * r;
+        cs2[x] += in * r * r;
+        cn[x] += in;
+    }
+}
+
+RTD_PIPE_CLONES
+static void col_add(const float *restrict v, int n, float *restrict acc)
+{
+    for (int x = 0; x < n; x++)
+        acc[x] += v[x];
+}
+
+static double seg_total(const float *v, int x0, int x1)
+{
+    double t = 0;
+    for (int x = x0; x < x1; x++)
+        t += (double)v[x];
+    return t;
 }
 
 /*
@@ -717,7 +763,8 @@ static void seg_sums(const float *restrict v, const float *restrict m, int n, fl
  * block (the gradient inside a block is not noise), then the mean and rms of
  * the residuals inside [-5, +3] of that rms, which leaves out the ions' cores:
  * the model is moved by that mean and the noise is that rms, corrected for the
- * clipping of a normal distribution (mean -0.0044 s, rms 0.9933 s).
+ * clipping of a normal distribution (mean -0.0044 s, rms 0.9933 s). The first
+ * model's rows are kept in p->blur (not yet used this frame) for passes 2 and 3.
  */
 static void bg_fit(struct rtd_pipe *p, int w, int h)
 {
@@ -741,56 +788,49 @@ static void bg_fit(struct rtd_pipe *p, int w, int h)
         p->bcx[i] = 0.5f * (float)(p->bx0[i] + p->bx0[i + 1] - 1);
     for (int j = 0; j < nby; j++)
         p->bcy[j] = 0.5f * (float)(p->by0[j] + p->by0[j + 1] - 1);
-    const int nb = nbx * nby;
-    double s[PIPE_BG_MAXB * PIPE_BG_MAXB], s2[PIPE_BG_MAXB * PIPE_BG_MAXB];
-    double cnt[PIPE_BG_MAXB * PIPE_BG_MAXB], all2[PIPE_BG_MAXB * PIPE_BG_MAXB];
+    float *const a0 = p->colacc, *const a1 = a0 + p->cap_w, *const a2 = a1 + p->cap_w;
+    float *const lo = a2 + p->cap_w, *const hi = lo + p->cap_w;
     float col[PIPE_BG_MAXB];
+    const size_t wb = sizeof(float) * (size_t)w;
     /* Pass 1: block means. */
-    for (int j = 0; j < nby; j++)
+    for (int j = 0; j < nby; j++) {
+        memset(a0, 0, wb);
+        for (int y = p->by0[j]; y < p->by0[j + 1]; y++)
+            col_add(p->bbuf + (size_t)y * (size_t)w, w, a0);
         for (int i = 0; i < nbx; i++) {
-            double sum = 0;
-            for (int y = p->by0[j]; y < p->by0[j + 1]; y++) {
-                const float *row = p->bbuf + (size_t)y * (size_t)w;
-                float rs = 0;
-                for (int x = p->bx0[i]; x < p->bx0[i + 1]; x++)
-                    rs += row[x];
-                sum += (double)rs;
-            }
             const double n = (double)(p->bx0[i + 1] - p->bx0[i]) * (p->by0[j + 1] - p->by0[j]);
-            p->gm[j * nbx + i] = (float)(sum / n);
+            p->gm[j * nbx + i] = (float)(seg_total(a0, p->bx0[i], p->bx0[i + 1]) / n);
         }
-    /* Pass 2: rms about the first model; pass 3: clipped mean and rms about it. */
-    float hi[PIPE_BG_MAXB * PIPE_BG_MAXB], lo[PIPE_BG_MAXB * PIPE_BG_MAXB];
-    for (int k = 0; k < nb; k++) {
-        hi[k] = 3.4e38f;
-        lo[k] = -3.4e38f;
     }
-    for (int pass = 0; pass < 2; pass++) {
-        memset(s, 0, sizeof(double) * (size_t)nb);
-        memset(s2, 0, sizeof(double) * (size_t)nb);
-        memset(cnt, 0, sizeof(double) * (size_t)nb);
-        memset(all2, 0, sizeof(double) * (size_t)nb);
-        for (int j = 0; j < nby; j++)
-            for (int y = p->by0[j]; y < p->by0[j + 1]; y++) {
-                grid_col(p, p->gm, (float)y, col);
-                grid_row(p, col, w, p->mrow);
-                const float *row = p->bbuf + (size_t)y * (size_t)w;
-                for (int i = 0; i < nbx; i++) {
-                    const int k = j * nbx + i, x0 = p->bx0[i];
-                    seg_sums(row + x0, p->mrow + x0, p->bx0[i + 1] - x0, lo[k], hi[k], &all2[k],
-                             &s[k], &s2[k], &cnt[k]);
-                }
+    for (int y = 0; y < h; y++) {
+        grid_col(p, p->gm, (float)y, col);
+        grid_row(p, col, w, p->blur + (size_t)y * (size_t)w);
+    }
+    /* Pass 2: rms about the first model; pass 3: clipped mean and rms about it. */
+    for (int j = 0; j < nby; j++) {
+        const double rows = p->by0[j + 1] - p->by0[j];
+        memset(a0, 0, wb);
+        for (int y = p->by0[j]; y < p->by0[j + 1]; y++)
+            col_sq(p->bbuf + (size_t)y * (size_t)w, p->blur + (size_t)y * (size_t)w, w, a0);
+        for (int i = 0; i < nbx; i++) {
+            const double n = (double)(p->bx0[i + 1] - p->bx0[i]) * rows;
+            const float rms = (float)sqrt(seg_total(a0, p->bx0[i], p->bx0[i + 1]) / n);
+            for (int x = p->bx0[i]; x < p->bx0[i + 1]; x++) {
+                hi[x] = 3.0f * rms;
+                lo[x] = -5.0f * rms;
             }
-        for (int k = 0; k < nb; k++) {
-            const int i = k % nbx, j = k / nbx;
-            const double n = (double)(p->bx0[i + 1] - p->bx0[i]) * (p->by0[j + 1] - p->by0[j]);
-            if (pass == 0) {
-                const float rms = (float)sqrt(all2[k] / n);
-                hi[k] = 3.0f * rms;
-                lo[k] = -5.0f * rms;
-                continue;
-            }
-            double m = cnt[k] > 0 ? s[k] / cnt[k] : 0, v = cnt[k] > 0 ? s2[k] / cnt[k] - m * m : 0;
+        }
+        memset(a0, 0, wb);
+        memset(a1, 0, wb);
+        memset(a2, 0, wb);
+        for (int y = p->by0[j]; y < p->by0[j + 1]; y++)
+            col_clip(p->bbuf + (size_t)y * (size_t)w, p->blur + (size_t)y * (size_t)w, lo, hi, w,
+                     a0, a1, a2);
+        for (int i = 0; i < nbx; i++) {
+            const int k = j * nbx + i, x0 = p->bx0[i], x1 = p->bx0[i + 1];
+            const double cnt = seg_total(a2, x0, x1);
+            const double m = cnt > 0 ? seg_total(a0, x0, x1) / cnt : 0;
+            const double v = cnt > 0 ? seg_total(a1, x0, x1) / cnt - m * m : 0;
             double sd = sqrt(v > 0 ? v : 0) / 0.9933;
             /* Integer pixels: a noiseless frame still has the rounding's 0.29 ADU per pixel. */
             const double floor_sd = 0.29 * bin;
@@ -1487,10 +1527,11 @@ static int fit_shm(struct rtd_pipe *p, const uint16_t *frame, size_t stride, int
             if (smooth) {
                 /* Full pixel x sits at binned window coordinate ((x - wx0) - (bin-1)/2) / bin. */
                 const float inv = 1.0f / (float)c->bin, half = 0.5f * (float)(c->bin - 1);
+                float bgr[64];
                 grid_col(p, p->gm, ((float)(oy + r - wy0) - half) * inv, col);
+                grid_span(p, col, ((float)(ox - wx0) - half) * inv, inv, W, bgr);
                 for (int q = 0; q < W; q++)
-                    d[q] =
-                        (float)src[q] - grid_at(p, col, ((float)(ox + q - wx0) - half) * inv) / b2;
+                    d[q] = (float)src[q] - bgr[q] / b2;
             } else {
                 for (int q = 0; q < W; q++)
                     d[q] = (float)src[q];
