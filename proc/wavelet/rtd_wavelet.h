@@ -37,7 +37,7 @@
 #define RTD_WAVELET_FIX_MC_AR1       (1u << 6) /* wct_significance: AR(1) surrogates, not white */
 #define RTD_WAVELET_MC_FLOAT         (1u << 7) /* wct_significance: float32 FFTs (statistical) */
 /* cwt plan for one execution: each row's kernel is evaluated as the row is computed instead of
- * being tabulated at plan time (same numbers; the table is ~25 M doubles at N = 65536, which a
+ * being tabulated at plan time (same numbers; the table is ~1.7 M doubles at N = 65536, which a
  * single run would fault in, fill and read once). Not for wct plans (ignored there). */
 #define RTD_WAVELET_ONESHOT (1u << 8)
 /* cwt plan that can also run in float32 (rtd_cwt_execute_rows_f): float FFTs and kernels,
