@@ -188,6 +188,10 @@ int rtd_pkt_release(struct rtd_consumer *c);
 int rtd_frame_copy(struct rtd_consumer *c, struct rtd_frame_hdr *hdr, void *buf, size_t cap,
                    uint64_t *lapped);
 int rtd_pkt_copy(struct rtd_consumer *c, void *buf, size_t cap, uint64_t *lapped);
+/* As rtd_frame_copy, but up to cap bytes of the whole slot (what the producer left after the
+ * frame's len bytes too, e.g. the synthetic camera's ground truth), validated the same way. */
+int rtd_frame_copy_slot(struct rtd_consumer *c, struct rtd_frame_hdr *hdr, void *buf, size_t cap,
+                        uint64_t *lapped);
 
 /* Sleep on the ring's futex until something is published or timeout_ns passes. */
 int rtd_consumer_wait(struct rtd_consumer *c, uint64_t timeout_ns);

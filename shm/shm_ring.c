@@ -864,8 +864,8 @@ static inline void report_lapped(struct rtd_consumer *c, uint64_t *lapped)
     c->lap_mark = c->lapped;
 }
 
-int rtd_frame_copy(struct rtd_consumer *c, struct rtd_frame_hdr *hdr, void *buf, size_t cap,
-                   uint64_t *lapped)
+static int frame_copy(struct rtd_consumer *c, struct rtd_frame_hdr *hdr, void *buf, size_t cap,
+                      uint64_t *lapped, bool whole_slot)
 {
     struct rtd_ring *r = c->ring;
     if (!r->desc || !hdr || (cap && !buf))
@@ -897,7 +897,7 @@ int rtd_frame_copy(struct rtd_consumer *c, struct rtd_frame_hdr *hdr, void *buf,
         }
         racy_copy(hdr, d, offsetof(struct rtd_frame_hdr, slot_seq));
         atomic_store_explicit(&hdr->slot_seq, c->hot.pos, memory_order_relaxed);
-        size_t n = hdr->len < r->hdr->slot_payload ? hdr->len : r->hdr->slot_payload;
+        size_t n = hdr->len < r->hdr->slot_payload && !whole_slot ? hdr->len : r->hdr->slot_payload;
         if (n > cap)
             n = cap;
         if (n)
@@ -914,6 +914,18 @@ int rtd_frame_copy(struct rtd_consumer *c, struct rtd_frame_hdr *hdr, void *buf,
         report_lapped(c, lapped);
         return (int)n;
     }
+}
+
+int rtd_frame_copy(struct rtd_consumer *c, struct rtd_frame_hdr *hdr, void *buf, size_t cap,
+                   uint64_t *lapped)
+{
+    return frame_copy(c, hdr, buf, cap, lapped, false);
+}
+
+int rtd_frame_copy_slot(struct rtd_consumer *c, struct rtd_frame_hdr *hdr, void *buf, size_t cap,
+                        uint64_t *lapped)
+{
+    return frame_copy(c, hdr, buf, cap, lapped, true);
 }
 
 /* ---- packet ring: consumers ----------------------------------------------------- */

@@ -994,7 +994,7 @@ static int grab_frame(struct web_live *l, uint64_t now)
         web_count(l->w, W_FRAMES_SKIPPED, 1);
     }
     uint64_t lapped = 0;
-    rc = rtd_frame_copy(l->fcons, &fh, l->pix, l->pix_cap * 2, &lapped);
+    rc = rtd_frame_copy_slot(l->fcons, &fh, l->pix, l->pix_cap * 2, &lapped);
     if (lapped)
         web_count(l->w, W_FRAMES_TORN, lapped);
     if (rc < 0)
