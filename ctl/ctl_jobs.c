@@ -116,35 +116,6 @@ static void free_inputs(struct job *j)
 /* ---- wct ------------------------------------------------------------------ */
 
 #ifdef RTD_CTL_HAVE_WAVELET
-/*
- * PyCWT's level from a histogram: P = normalised cumulative counts over the
- * bins, level = the R^2 where P crosses `level` (linear interpolation).
- */
-static double level_from_counts(const double *h, int nbins, double level)
-{
-    double total = 0, pmin, pmax, cum = 0;
-    for (int b = 0; b < nbins; b++)
-        total += h[b];
-    if (total <= 0)
-        return NAN;
-    pmin = h[0];
-    pmax = total;
-    if (pmax <= pmin)
-        return 0;
-    double prev_p = 0, prev_r = 0;
-    for (int b = 0; b < nbins; b++) {
-        cum += h[b];
-        double p = (cum - pmin) / (pmax - pmin), r = (double)b / (nbins - 1);
-        if (p >= level) {
-            if (b == 0 || p == prev_p)
-                return r;
-            return prev_r + (r - prev_r) * (level - prev_p) / (p - prev_p);
-        }
-        prev_p = p;
-        prev_r = r;
-    }
-    return 1;
-}
 
 static int run_wct(struct ctl_jobs *Jb, struct job *j, json_t **result, char *err, size_t errcap)
 {
@@ -224,7 +195,7 @@ static int run_wct(struct ctl_jobs *Jb, struct job *j, json_t **result, char *er
         double period = 1.0 / freqs[s], sum = 0, lvl = NAN;
         size_t nout = 0, nsig = 0;
         if (j->mc_count > 0 && s <= (size_t)Jn)
-            lvl = level_from_counts(counts + s * 1000, 1000, j->level);
+            lvl = rtd_wct_level_from_counts(counts + s * 1000, 1000, j->level);
         for (size_t t = 0; t < n; t++) {
             if (period > coi[t])
                 continue; /* inside the cone of influence: edge effects */

@@ -73,11 +73,6 @@ struct ctl_stats_state {
     uint64_t rings_seq;
 };
 
-static int pid_alive(int32_t pid)
-{
-    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
-}
-
 int ctl_stats_init(struct ctl *c)
 {
     c->st = calloc(1, sizeof *c->st);
@@ -156,15 +151,15 @@ static json_t *ring_json(struct ring_entry *e, uint64_t now, int update)
         label[RTD_LABEL_MAX] = 0;
         json_array_append_new(
             cons,
-            json_pack("{s:s, s:s, s:i, s:b, s:I, s:I, s:f, s:I, s:I, s:f, s:i}", "label", label,
-                      "policy", cs->policy == RTD_CONSUMER_MONITOR ? "monitor" : "reliable", "pid",
-                      (int)pid, "alive", pid == 0 || pid_alive(pid), "cursor", (json_int_t)cur,
-                      "lag", (json_int_t)lag, "lag_fraction", cap ? (double)lag / (double)cap : 0.0,
-                      "lapped", (json_int_t)atomic_load_explicit(&cs->lapped, memory_order_relaxed),
-                      "consumed",
-                      (json_int_t)atomic_load_explicit(&cs->consumed, memory_order_relaxed),
-                      "heartbeat_age_s", hb && now > hb ? (double)(now - hb) / 1e9 : 0.0, "group",
-                      (int)cs->group));
+            json_pack(
+                "{s:s, s:s, s:i, s:b, s:I, s:I, s:f, s:I, s:I, s:f, s:i}", "label", label, "policy",
+                cs->policy == RTD_CONSUMER_MONITOR ? "monitor" : "reliable", "pid", (int)pid,
+                "alive", pid == 0 || rtd_shm_pid_alive(pid), "cursor", (json_int_t)cur, "lag",
+                (json_int_t)lag, "lag_fraction", cap ? (double)lag / (double)cap : 0.0, "lapped",
+                (json_int_t)atomic_load_explicit(&cs->lapped, memory_order_relaxed), "consumed",
+                (json_int_t)atomic_load_explicit(&cs->consumed, memory_order_relaxed),
+                "heartbeat_age_s", hb && now > hb ? (double)(now - hb) / 1e9 : 0.0, "group",
+                (int)cs->group));
     }
     uint64_t fill = pub - min_cursor;
     double dt = e->prev_ns ? (double)(now - e->prev_ns) / 1e9 : 0;
@@ -172,7 +167,7 @@ static json_t *ring_json(struct ring_entry *e, uint64_t now, int update)
         "{s:s, s:s, s:i, s:b, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:o, s:o, s:o}", "name", e->name,
         "kind", h->kind == RTD_RING_FRAME ? "frame" : "packet", "producer_pid", (int)h->creator_pid,
         "alive",
-        pid_alive(h->creator_pid) &&
+        rtd_shm_pid_alive(h->creator_pid) &&
             atomic_load_explicit(&h->state, memory_order_relaxed) == RTD_STATE_READY,
         "capacity", (json_int_t)cap, "published", (json_int_t)pub, "records", (json_int_t)recs,
         "fill", cap ? (double)fill / (double)cap : 0.0, "dropped", (json_int_t)dropped, "full",
@@ -208,7 +203,7 @@ static void rescan_rings(struct ctl *c, struct scan *s)
         if (e) {
             const struct rtd_ring_hdr *h = rtd_ring_header(e->ring);
             if (atomic_load_explicit(&h->state, memory_order_relaxed) == RTD_STATE_READY ||
-                pid_alive(h->creator_pid)) {
+                rtd_shm_pid_alive(h->creator_pid)) {
                 e->seen = 1;
                 continue;
             }
@@ -409,7 +404,7 @@ static json_t *process_json(struct ctl *c, const char *proc, int update, uint64_
         "schema", "rtdaq.stats", "version", CTL_SCHEMA_VERSION, "abi", "major", h->abi_major,
         "minor", h->abi_minor, "instance", c->instance, "topic", topic, "process", pname, "worker",
         dot ? json_string(dot + 1) : json_null(), "time_ns", (json_int_t)rtd_realtime_ns(),
-        "interval_s", w.dt, "pid", (int)h->pid, "alive", pid_alive(h->pid), "uptime_s",
+        "interval_s", w.dt, "pid", (int)h->pid, "alive", rtd_shm_pid_alive(h->pid), "uptime_s",
         now > h->start_mono_ns ? (double)(now - h->start_mono_ns) / 1e9 : 0.0, "heartbeat_age_s",
         hb && now > hb ? (double)(now - hb) / 1e9 : 0.0, "status", status, "current", status);
     json_object_set_new(o, "counters", w.counters);

@@ -60,11 +60,6 @@ int ctl_stream_active(struct ctl *c)
     return c->stream && c->stream->active;
 }
 
-static int pid_alive(int32_t pid)
-{
-    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
-}
-
 static json_t *header(struct ctl *c, struct follow *f, const char *kind)
 {
     const char *dot = strchr(f->name, '.');
@@ -183,7 +178,7 @@ void ctl_stream_rescan(struct ctl *c)
             unfollow(c, f, "ring_removed");
         else if (st == RTD_STATE_CLOSED)
             unfollow(c, f, "closed");
-        else if (!pid_alive(h->creator_pid))
+        else if (!rtd_shm_pid_alive(h->creator_pid))
             unfollow(c, f, "producer_exited");
         else if (f->seq_slot == CTL_SEQ_FRAMES && !frames_on)
             unfollow(c, f, "frames_off");

@@ -85,31 +85,6 @@ static struct job *find(struct web_wct *j, long id)
 }
 
 #ifdef RTD_WEB_HAVE_WAVELET
-/* R^2 at which the Monte Carlo histogram (1000 bins on [0, 1]) reaches `level` (as ctl's jobs). */
-static double level_from_counts(const double *h, int nbins, double level)
-{
-    double total = 0, cum = 0;
-    for (int b = 0; b < nbins; b++)
-        total += h[b];
-    if (total <= 0)
-        return (double)NAN;
-    double pmin = h[0], pmax = total;
-    if (pmax <= pmin)
-        return 0;
-    double prev_p = 0, prev_r = 0;
-    for (int b = 0; b < nbins; b++) {
-        cum += h[b];
-        double p = (cum - pmin) / (pmax - pmin), r = (double)b / (nbins - 1);
-        if (p >= level) {
-            if (b == 0 || p == prev_p)
-                return r;
-            return prev_r + (r - prev_r) * (level - prev_p) / (p - prev_p);
-        }
-        prev_p = p;
-        prev_r = r;
-    }
-    return 1;
-}
 
 static int progress(struct web_wct *J, struct job *j, double p, const char *msg)
 {
@@ -203,8 +178,9 @@ static int run(struct web_wct *J, struct job *j, char **out, char *err, size_t e
         }
         sigj = json_array();
         for (size_t s = 0; s < ns; s++) {
-            double lvl = s <= (size_t)Jn ? level_from_counts(counts + s * 1000, 1000, j->level)
-                                         : (double)NAN;
+            double lvl = s <= (size_t)Jn
+                             ? rtd_wct_level_from_counts(counts + s * 1000, 1000, j->level)
+                             : (double)NAN;
             json_array_append_new(sigj, isfinite(lvl) ? json_real(lvl) : json_null());
         }
     }

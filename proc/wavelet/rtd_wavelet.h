@@ -194,6 +194,13 @@ struct rtd_wct_signif_opts {
     int nthreads;   /* <= 0: OpenMP default */
     unsigned flags; /* RTD_WAVELET_* */
 };
+/*
+ * PyCWT's significance level read from a Monte Carlo R^2 histogram (nbins bins on
+ * [0, 1]): P = normalised cumulative counts, level = the R^2 where P crosses
+ * `level`, linearly interpolated. NAN for an empty histogram. For callers that sum
+ * histograms of several Monte Carlo chunks (ctl's jobs, rtdaq-web).
+ */
+double rtd_wct_level_from_counts(const double *h, int nbins, double level);
 int rtd_wct_significance(double al1, double al2, double dt, double dj, double s0, int J,
                          const struct rtd_mother *m, const struct rtd_wct_signif_opts *o,
                          double *sig95, double *counts, double *n_outside);

@@ -1075,3 +1075,28 @@ out:
     rtd_wct_plan_destroy(p);
     return rc;
 }
+
+double rtd_wct_level_from_counts(const double *h, int nbins, double level)
+{
+    double total = 0, cum = 0;
+    for (int b = 0; b < nbins; b++)
+        total += h[b];
+    if (total <= 0)
+        return (double)NAN;
+    double pmin = h[0], pmax = total;
+    if (pmax <= pmin)
+        return 0;
+    double prev_p = 0, prev_r = 0;
+    for (int b = 0; b < nbins; b++) {
+        cum += h[b];
+        double p = (cum - pmin) / (pmax - pmin), r = (double)b / (nbins - 1);
+        if (p >= level) {
+            if (b == 0 || p == prev_p)
+                return r;
+            return prev_r + (r - prev_r) * (level - prev_p) / (p - prev_p);
+        }
+        prev_p = p;
+        prev_r = r;
+    }
+    return 1;
+}
